@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that Weft's lab, tests and benchmarks use,
+# only when something is missing. Safe to run again.
+set -euo pipefail
+need=()
+command -v ip >/dev/null       || need+=(iproute2)
+command -v nsenter >/dev/null  || need+=(util-linux)
+command -v iperf3 >/dev/null   || need+=(iperf3)
+command -v nft >/dev/null      || need+=(nftables)
+[ -x /usr/lib/cni/portmap ]    || need+=(containernetworking-plugins)
+command -v make >/dev/null     || need+=(make)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "installing: ${need[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
