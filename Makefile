@@ -6,13 +6,14 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/weftnet/weft/internal/version.Version=$(VERSION)
 export CGO_ENABLED = 0
 
-.PHONY: all build deps lab test bench vet clean
+.PHONY: all build deps lab test bench vet clean kube
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft ./cmd/weft
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-cni ./cmd/weft-cni
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-lab ./cmd/weft-lab
 
 deps:
 	./hack/install-deps.sh
@@ -20,15 +21,24 @@ deps:
 lab: deps build
 	$(BIN)/weft lab run
 
+# The Kubernetes control plane the tests run (kube-apiserver,
+# kube-controller-manager, kubectl, etcd), built once per machine into
+# /var/cache/weft/kube-<version>/: about 12 minutes the first time.
+kube:
+	./hack/kube/build.sh
+
 vet:
-	test -z "$$(gofmt -l cmd internal test bench)" || (gofmt -l cmd internal test bench; exit 1)
+	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
 	$(GO) vet ./...
 
-test: deps build vet
+test: deps build vet kube
 	WEFT_BIN_DIR=$(BIN) $(GO) test -count=1 -p 1 -timeout 60m ./...
 
 bench: deps build
 	$(BIN)/weft bench cni
+	$(BIN)/weft bench throughput
+	$(BIN)/weft bench join
+	$(BIN)/weft bench scale
 
 clean:
 	rm -rf $(BIN)

@@ -7,6 +7,7 @@ command -v ip >/dev/null       || need+=(iproute2)
 command -v nsenter >/dev/null  || need+=(util-linux)
 command -v iperf3 >/dev/null   || need+=(iperf3)
 command -v nft >/dev/null      || need+=(nftables)
+command -v iptables >/dev/null || need+=(iptables)
 [ -x /usr/lib/cni/portmap ]    || need+=(containernetworking-plugins)
 command -v make >/dev/null     || need+=(make)
 if [ ${#need[@]} -gt 0 ]; then

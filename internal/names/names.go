@@ -34,6 +34,9 @@ const (
 	VNI = 1
 	// HealthPort serves /healthz, /readyz (and /metrics unless split).
 	HealthPort = 9753
+	// MetricsPort serves Prometheus' /metrics (on loopback unless the
+	// operator opens it).
+	MetricsPort = 9755
 	// ProbePort is where agents answer each other's probes over the pod
 	// network, at their bridge address.
 	ProbePort = 9754

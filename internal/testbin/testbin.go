@@ -18,7 +18,7 @@ var (
 	errBld error
 )
 
-// Dir returns a directory holding weft and weft-cni.
+// Dir returns a directory holding weft, weft-cni and weft-lab.
 func Dir() (string, error) {
 	once.Do(func() {
 		if d := os.Getenv("WEFT_BIN_DIR"); d != "" {
@@ -35,7 +35,7 @@ func Dir() (string, error) {
 			errBld = err
 			return
 		}
-		for _, c := range []string{"weft", "weft-cni"} {
+		for _, c := range []string{"weft", "weft-cni", "weft-lab"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(d, c), "./cmd/"+c)
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -49,7 +49,7 @@ func Dir() (string, error) {
 	return dir, errBld
 }
 
-// Path returns the path of the named binary ("weft" or "weft-cni").
+// Path returns the path of the named binary ("weft", "weft-cni", "weft-lab").
 func Path(name string) (string, error) {
 	d, err := Dir()
 	if err != nil {

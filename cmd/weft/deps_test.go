@@ -1,0 +1,38 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// weft is the agent's binary, and the agent's memory goal (25 MB) rests on
+// what it links: Go maps every linked package's code and runs its init, so
+// a package that is linked costs memory whether or not it runs. The typed
+// Kubernetes clientset (a Go type and scheme registration for every API
+// group) cost the agent about 17 MB, the embedded etcd server of the lab
+// about 14 MB; the agent uses the dynamic client, and the lab is weft-lab.
+func TestWtgAgentBinaryLinksNoHeavyPackages(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list weft's imports: %v", err)
+	}
+	out, err := exec.Command(goBin, "list", "-deps", "github.com/weftnet/weft/cmd/weft").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	heavy := map[string]string{
+		"k8s.io/client-go/kubernetes":          "the typed clientset: use k8s.io/client-go/dynamic",
+		"k8s.io/client-go/informers":           "typed informers: use tools/cache with the dynamic client",
+		"k8s.io/api/":                          "typed API objects: read unstructured objects",
+		"go.etcd.io/etcd/server/":              "the etcd server: it belongs in weft-lab",
+		"github.com/weftnet/weft/internal/lab": "the lab: it belongs in weft-lab",
+	}
+	for _, p := range strings.Fields(string(out)) {
+		for prefix, why := range heavy {
+			if strings.HasPrefix(p, prefix) {
+				t.Errorf("weft links %s (%s)", p, why)
+			}
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/weftnet/weft/internal/agentapi"
+	"github.com/weftnet/weft/internal/names"
+)
+
+func init() {
+	register("status", "this node's network: subnet, backend, datastore, peers, pods, health", runStatus)
+}
+
+// apiFlags are the flags every command that reads the agent takes.
+func apiFlags(name string) (*flag.FlagSet, *string, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	def := names.RunDir
+	if env := os.Getenv("WEFT_RUN_DIR"); env != "" {
+		// Set by `weft lab exec NODE`, where each node's agent has a run
+		// dir of its own.
+		def = env
+	}
+	runDir := fs.String("run-dir", def, "the agent's run directory (holds its socket; default $WEFT_RUN_DIR, else "+names.RunDir+")")
+	out := fs.String("o", "text", "output: text or json")
+	return fs, runDir, out
+}
+
+func runStatus(args []string) error {
+	fs, runDir, out := apiFlags("status")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out != "text" && *out != "json" {
+		return fmt.Errorf("-o %q: want text or json", *out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := agentapi.NewClient(*runDir).Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return printJSON(s)
+	}
+	printStatus(os.Stdout, s)
+	return nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printStatus(w io.Writer, s agentapi.Status) {
+	line := func(k, format string, a ...any) { fmt.Fprintf(w, "%-10s %s\n", k+":", fmt.Sprintf(format, a...)) }
+	line("Node", "%s", s.Node)
+	if s.ClusterCIDR.IsValid() {
+		line("Subnet", "%s (cluster %s)", orNone(s.Subnet.String(), s.Subnet.IsValid()), s.ClusterCIDR)
+	} else {
+		line("Subnet", "%s", orNone(s.Subnet.String(), s.Subnet.IsValid()))
+	}
+	line("Backend", "%s, pod MTU %d", s.Backend, s.MTU)
+	ds := s.Datastore.Kind
+	if s.Datastore.Endpoint != "" {
+		ds += " " + s.Datastore.Endpoint
+	}
+	if s.Datastore.Healthy {
+		ds += ", healthy"
+		if !s.Datastore.LastContact.IsZero() {
+			ds += fmt.Sprintf(" (last contact %s ago)", ago(s.Datastore.LastContact))
+		}
+	} else {
+		ds += ", UNHEALTHY"
+		if s.Datastore.Error != "" {
+			ds += ": " + s.Datastore.Error
+		}
+	}
+	line("Datastore", "%s", ds)
+	peers := fmt.Sprintf("%d", s.Peers)
+	if s.Unreachable > 0 {
+		peers += fmt.Sprintf(", %d UNREACHABLE for longer than the threshold (see weft peers)", s.Unreachable)
+	}
+	line("Peers", "%s", peers)
+	line("Pods", "%d on this node; addresses %d used, %d free", s.Pods, s.AddressesUsed, s.AddressesFree)
+	line("Agent", "%s, up %s", s.Version, (time.Duration(s.UptimeSeconds) * time.Second).String())
+	if len(s.Degraded) == 0 {
+		line("Degraded", "nothing")
+		return
+	}
+	line("Degraded", "%d item(s)", len(s.Degraded))
+	for _, d := range s.Degraded {
+		fmt.Fprintf(w, "  - %s\n", d)
+	}
+}
+
+func orNone(s string, ok bool) string {
+	if !ok {
+		return "none yet"
+	}
+	return s
+}
+
+// ago renders how long ago t was, to the second ("45s", "2m", "1h3m10s").
+func ago(t time.Time) string {
+	d := max(time.Since(t).Round(time.Second), 0)
+	s := d.String()
+	if d >= time.Minute {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	return s
+}

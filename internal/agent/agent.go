@@ -1,0 +1,321 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftnet/weft/internal/datapath"
+	"github.com/weftnet/weft/internal/store"
+)
+
+// Agent is one node's agent.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	status Status
+
+	heartbeat    atomic.Int64 // unix nanos of the main loop's last turn
+	stateWritten atomic.Bool
+	reconciled   atomic.Bool
+	leaseHeld    atomic.Bool
+}
+
+// New checks cfg and returns an agent that has not started.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("agent: no datastore")
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName)}
+	a.status = Status{Node: cfg.NodeName, Backend: cfg.Backend, StartTime: time.Now()}
+	a.beat()
+	return a, nil
+}
+
+func (a *Agent) beat() { a.heartbeat.Store(time.Now().UnixNano()) }
+
+// Run runs the agent until ctx ends (a clean stop: nil, the datapath stays)
+// or a fatal error: the cluster CIDR is exhausted, the node's subnet was
+// taken by another node, the node cannot be set up.
+func (a *Agent) Run(ctx context.Context) error {
+	stopHealth, err := a.serveHealth()
+	if err != nil {
+		return err
+	}
+	defer stopHealth()
+
+	// A wrong underlay address fails now, before the datastore is asked
+	// for a lease.
+	ip, err := underlayIP(a.cfg.UnderlayIP)
+	if err != nil {
+		return err
+	}
+	if err := checkMTU(a.cfg, ip); err != nil {
+		return err
+	}
+	lease, err := a.acquire(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	dp, rec, err := a.setup(lease, ip)
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+
+	// Deferred in this order so that cancel runs first and the goroutines
+	// can end before Wait.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fatal := make(chan error, 1)
+
+	// Publish before watching, so that the node is in the datastore by the
+	// time it reports ready; keepLease retries if this fails.
+	published := a.publish(ctx, rec)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.keepLease(ctx, lease, rec, published); err != nil {
+			select {
+			case fatal <- err:
+			default:
+			}
+		}
+	}()
+
+	// Watch hands over the latest snapshot only: a reconcile always works
+	// from the newest full set, however many changes came meanwhile.
+	snaps := make(chan []store.Node, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := a.cfg.Store.Watch(ctx, func(nodes []store.Node) {
+			select {
+			case <-snaps:
+			default:
+			}
+			snaps <- nodes
+		})
+		if err != nil && ctx.Err() == nil {
+			select {
+			case fatal <- fmt.Errorf("watch the peers' records: %w", err):
+			default:
+			}
+		}
+	}()
+
+	a.log.Info("agent running; waiting for the peers' records", "subnet", lease.Subnet, "backend", a.cfg.Backend)
+	resync := time.NewTicker(a.cfg.Resync)
+	defer resync.Stop()
+	beat := time.NewTicker(2 * time.Second)
+	defer beat.Stop()
+	var retry <-chan time.Time
+	var peers []store.Node
+	havePeers := false
+	for {
+		reconcile := false
+		select {
+		case <-ctx.Done():
+			a.log.Info("agent stopping; the datapath stays in place")
+			return nil
+		case err := <-fatal:
+			return err
+		case peers = <-snaps:
+			havePeers, reconcile = true, true
+		case <-resync.C:
+			// Repair drift, including what setup made (a deleted bridge,
+			// flushed nftables table, rewritten conflist).
+			if !a.repair(dp, lease) {
+				retry = time.After(2 * time.Second)
+			}
+			reconcile = havePeers
+		case <-retry:
+			retry, reconcile = nil, havePeers
+			if !a.repair(dp, lease) {
+				retry = time.After(2 * time.Second)
+			}
+		case <-beat.C:
+		}
+		a.beat()
+		if !reconcile {
+			continue
+		}
+		// Never before the first snapshot: reconciling against an empty
+		// list (datastore down at start) would remove every route.
+		if err := a.reconcile(dp, peers); err != nil {
+			retry = time.After(2 * time.Second)
+		}
+	}
+}
+
+// acquire gets the node's lease, retrying while the datastore is down.
+// An exhausted cluster CIDR is fatal: retrying cannot fix it.
+func (a *Agent) acquire(ctx context.Context) (store.Lease, error) {
+	backoff := 500 * time.Millisecond
+	for {
+		a.beat()
+		l, err := a.cfg.Store.AcquireLease(ctx, a.cfg.NodeName)
+		if err == nil {
+			if !a.cfg.ClusterCIDR.Contains(l.Subnet.Addr()) {
+				return l, fmt.Errorf("the datastore gave node %s the subnet %s, outside the cluster CIDR %s", a.cfg.NodeName, l.Subnet, a.cfg.ClusterCIDR)
+			}
+			a.leaseHeld.Store(true)
+			a.update(func(s *Status) { s.Lease = &l })
+			a.log.Info("subnet lease acquired", "subnet", l.Subnet, "expires", l.Expires)
+			return l, nil
+		}
+		if errors.Is(err, store.ErrCIDRExhausted) {
+			return l, fmt.Errorf("cannot lease a pod subnet: %w", err)
+		}
+		a.log.Warn("cannot acquire a subnet lease yet; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return l, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// keepLease publishes the node's record until that works and renews the
+// lease at a third of its TTL. Only a lease lost to another node is an
+// error: while the datastore is down it retries every few seconds and
+// leaves the datapath as it is.
+func (a *Agent) keepLease(ctx context.Context, l store.Lease, rec store.Node, published bool) error {
+	const retry = 2 * time.Second
+	renewAt := time.Now().Add(time.Until(l.Expires) / 3)
+	for {
+		if !published {
+			published = a.publish(ctx, rec)
+		}
+		if l.Expires.IsZero() && published {
+			return nil // the datastore does not expire leases
+		}
+		wait := retry
+		if !l.Expires.IsZero() && (published || time.Until(renewAt) < wait) {
+			wait = time.Until(renewAt)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		if l.Expires.IsZero() || time.Now().Before(renewAt) {
+			continue
+		}
+		nl, err := a.cfg.Store.RenewLease(ctx, l)
+		if m := a.cfg.Metrics; m != nil {
+			m.LeaseRenewed(err)
+			if err != nil {
+				m.DatastoreError("renew")
+			}
+		}
+		switch {
+		case errors.Is(err, store.ErrLeaseLost):
+			return fmt.Errorf("node %s lost its subnet %s: the lease lapsed before it was renewed and another node holds the subnet now; restart the agent to lease a new one (%w)", a.cfg.NodeName, l.Subnet, err)
+		case err != nil:
+			a.log.Warn("cannot renew the subnet lease; the datapath stays as it is; retrying", "err", err, "expires", l.Expires)
+			renewAt = time.Now().Add(retry)
+		default:
+			l = nl
+			a.update(func(s *Status) { s.Lease = &nl })
+			renewAt = time.Now().Add(time.Until(l.Expires) / 3)
+			if published {
+				// A no-op when the record is there; brings it back if the
+				// datastore lost it.
+				if err := a.cfg.Store.Publish(ctx, rec); err != nil {
+					a.log.Warn("cannot republish the node record", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// repair re-ensures the node's setup and reports whether it is right.
+func (a *Agent) repair(dp *datapath.Datapath, l store.Lease) bool {
+	err := a.ensureNode(dp, l)
+	a.update(func(s *Status) {
+		s.LastSetupError = ""
+		if err != nil {
+			s.LastSetupError = err.Error()
+		}
+	})
+	if err != nil {
+		a.log.Error("repairing the node setup failed; retrying", "err", err)
+		return false
+	}
+	return true
+}
+
+func (a *Agent) publish(ctx context.Context, rec store.Node) bool {
+	if err := a.cfg.Store.Publish(ctx, rec); err != nil {
+		a.log.Warn("cannot publish the node record yet; retrying", "err", err)
+		return false
+	}
+	a.log.Info("node record published", "underlay_ip", rec.UnderlayIP, "subnet", rec.Subnet, "vtep_mac", rec.VTEPMAC)
+	return true
+}
+
+func (a *Agent) reconcile(dp *datapath.Datapath, peers []store.Node) error {
+	start := time.Now()
+	res, err := dp.Reconcile(peers)
+	took := time.Since(start)
+	if m := a.cfg.Metrics; m != nil {
+		m.ObserveReconcile(took, err)
+		m.DatapathChanged("all", "add", res.Added)
+		m.DatapathChanged("all", "delete", res.Removed)
+	}
+	a.mu.Lock()
+	old := map[string]datapath.PeerPath{}
+	for _, p := range a.status.Peers {
+		old[p.Name] = p
+	}
+	s := &a.status
+	s.Reconciles++
+	s.LastReconcile, s.LastReconcileDuration = start, took
+	s.LastReconcileError = ""
+	if err != nil {
+		s.LastReconcileError = err.Error()
+	}
+	s.Routes, s.Neighbours, s.FDB, s.Peers = res.Routes, res.Neighbours, res.FDB, res.Peers
+	a.mu.Unlock()
+
+	for _, p := range res.Peers {
+		if o, ok := old[p.Name]; !ok || o.Path != p.Path || o.Subnet != p.Subnet || o.UnderlayIP != p.UnderlayIP {
+			a.log.Info("peer path", "peer", p.Name, "subnet", p.Subnet, "underlay_ip", p.UnderlayIP, "path", p.Path, "reason", p.Reason)
+		}
+		delete(old, p.Name)
+	}
+	for name := range old {
+		a.log.Info("peer left", "peer", name)
+	}
+	lvl := slog.LevelDebug
+	if res.Added+res.Removed > 0 {
+		lvl = slog.LevelInfo
+	}
+	a.log.Log(context.Background(), lvl, "datapath reconciled", "peers", len(res.Peers), "routes", res.Routes,
+		"neighbours", res.Neighbours, "fdb", res.FDB, "added", res.Added, "removed", res.Removed, "took", took)
+	if err != nil {
+		a.log.Error("datapath reconcile incomplete; retrying", "err", err)
+		return err
+	}
+	if !a.reconciled.Swap(true) {
+		a.log.Info("first reconcile done; node ready", "peers", len(res.Peers))
+		a.update(func(s *Status) { s.Ready = true })
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+// Package agent is Weft's node agent: it leases the node's pod subnet from
+// the datastore, sets the node up (node state for the CNI plugin, bridge,
+// IP forwarding, CNI config, nftables table, VXLAN device), publishes how
+// the node is reached, and keeps the datapath equal to what the peers'
+// records ask for, reconciling on every change and periodically to repair
+// drift. It serves health, and reports its state through Status.
+//
+// The kernel holds the datapath, not the agent: the agent never flushes
+// anything on start, a stop leaves everything in place (pods keep talking
+// while it restarts) and only Cleanup removes what Weft made.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/weftnet/weft/internal/metrics"
+	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/store"
+)
+
+// Config configures one node's agent.
+type Config struct {
+	NodeName    string
+	Backend     string // store.BackendAuto, BackendHostGW or BackendVXLAN
+	ClusterCIDR netip.Prefix
+	// UnderlayIP is the node's address between nodes; zero means the IPv4
+	// address of the interface that holds the default route.
+	UnderlayIP netip.Addr
+	DataDir    string
+	RunDir     string
+	CNIConfDir string
+	CNIBinDir  string
+	// MTU is the pods' MTU. Zero derives it from the underlay interface:
+	// its MTU, less the VXLAN overhead when VXLAN may be used. An explicit
+	// MTU is for underlays whose interface MTU is not what the path
+	// between nodes carries (a tunnel or cloud network further on); it
+	// may not exceed the derived one, or encapsulated packets would not fit.
+	MTU int
+	// HealthAddr serves /healthz and /readyz; empty serves nothing.
+	HealthAddr string
+	// ProbePort is published in the node record: the UDP port on which
+	// this node answers its peers' probes (0: no probes are answered).
+	ProbePort int
+	// Resync is how often the datapath is reconciled without any change
+	// in the datastore, to repair drift (default 30 s).
+	Resync time.Duration
+	Store  store.Store
+	Logger *slog.Logger
+	// Metrics, when set, receives reconcile, lease and datastore events.
+	Metrics *metrics.Metrics
+}
+
+func (c *Config) setDefaults() error {
+	if c.NodeName == "" {
+		return errors.New("a node name is required (--node-name)")
+	}
+	if c.Backend == "" {
+		c.Backend = store.BackendAuto
+	}
+	switch c.Backend {
+	case store.BackendAuto, store.BackendHostGW, store.BackendVXLAN:
+	default:
+		return fmt.Errorf("unknown backend %q (want auto, host-gw or vxlan)", c.Backend)
+	}
+	if !c.ClusterCIDR.IsValid() || !c.ClusterCIDR.Addr().Is4() {
+		return fmt.Errorf("cluster CIDR %q: an IPv4 prefix is required", c.ClusterCIDR)
+	}
+	c.ClusterCIDR = c.ClusterCIDR.Masked()
+	if c.UnderlayIP.IsValid() && !c.UnderlayIP.Is4() {
+		return fmt.Errorf("underlay address %s: an IPv4 address is required", c.UnderlayIP)
+	}
+	if c.MTU != 0 && c.MTU < MinMTU {
+		return fmt.Errorf("pod MTU %d: must be at least %d (or 0 to derive it from the underlay)", c.MTU, MinMTU)
+	}
+	c.defaultDirs()
+	if c.Resync <= 0 {
+		c.Resync = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// MinMTU is the smallest pod MTU Weft accepts: IPv4's minimum datagram
+// size that every host must accept (RFC 791).
+const MinMTU = 576
+
+func (c *Config) defaultDirs() {
+	if c.DataDir == "" {
+		c.DataDir = names.DataDir
+	}
+	if c.RunDir == "" {
+		c.RunDir = names.RunDir
+	}
+	if c.CNIConfDir == "" {
+		c.CNIConfDir = names.CNIConfDir
+	}
+	if c.CNIBinDir == "" {
+		c.CNIBinDir = names.CNIBinDir
+	}
+}

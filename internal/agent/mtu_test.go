@@ -1,0 +1,165 @@
+package agent_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/internal/cniconf"
+	"github.com/weftnet/weft/internal/datapath/dptest"
+	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/store/etcdstore/etcdtest"
+	"github.com/weftnet/weft/internal/testbin"
+)
+
+// newMTUEnv is newEnv with namespaces of this file's own prefix.
+func newMTUEnv(t *testing.T, segments ...[]string) *env {
+	bin, err := testbin.Path("weft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := dptest.New(t, "wtg", segments...)
+	e := &env{t: t, topo: topo, bin: bin, dir: t.TempDir(), agents: map[string]*agentProc{}}
+	e.etcd = etcdtest.StartIn(t, netns.Path(topo.Prefix+"-r"), netip.MustParseAddr("172.30.1.254"))
+	return e
+}
+
+func linkMTU(t *testing.T, n *dptest.Node, name string) int {
+	t.Helper()
+	var mtu int
+	n.Do(t, func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		mtu = l.Attrs().MTU
+		return nil
+	})
+	return mtu
+}
+
+// addPod runs the conflist the agent of node wrote through the real
+// weft-cni, as a container runtime does, and returns the pod's eth0 MTU.
+func addPod(t *testing.T, e *env, node string) int {
+	t.Helper()
+	plugin, err := testbin.Path("weft-cni")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := libcni.ConfListFromFile(cniconf.Path(e.confDir(node)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := "wtg-pod-" + hex.EncodeToString(b)
+	pod, err := netns.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pod.Close(); netns.Delete(name) })
+	cni := libcni.NewCNIConfigWithCacheDir([]string{filepath.Dir(plugin)}, t.TempDir(), nil)
+	rt := &libcni.RuntimeConf{ContainerID: name, NetNS: netns.Path(name), IfName: "eth0"}
+	n := e.topo.Nodes[node]
+	// The plugin is forked from the thread that Do moved into the node.
+	n.Do(t, func() error {
+		_, err := cni.AddNetworkList(context.Background(), list, rt)
+		return err
+	})
+	t.Cleanup(func() {
+		n.NS.Do(func(ns.NetNS) error { return cni.DelNetworkList(context.Background(), list, rt) })
+	})
+	var mtu int
+	if err := pod.Do(func(ns.NetNS) error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		mtu = l.Attrs().MTU
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return mtu
+}
+
+// `weft agent --mtu` sets the pods' MTU: it is what the node state hands
+// the plugin, what the bridge gets, and what a pod gets; without it the
+// MTU is still derived from the underlay (1500 − 50 for VXLAN).
+func TestWtgMTUOverrideReachesNodeStateBridgeAndPods(t *testing.T) {
+	e := newMTUEnv(t, []string{"a", "b"})
+	e.start("a", "--mtu", "1400")
+	e.start("b")
+	e.waitReady("a")
+	e.waitReady("b")
+
+	if got := e.state("a").MTU; got != 1400 {
+		t.Errorf("node a's state has MTU %d, want the override 1400", got)
+	}
+	if got := e.state("b").MTU; got != 1450 {
+		t.Errorf("node b's state has MTU %d, want 1450 derived from its 1500-byte underlay", got)
+	}
+	if got := linkMTU(t, e.topo.Nodes["a"], names.Bridge); got != 1400 {
+		t.Errorf("node a's bridge has MTU %d, want 1400", got)
+	}
+	if got := addPod(t, e, "a"); got != 1400 {
+		t.Errorf("a pod on node a got MTU %d, want 1400", got)
+	}
+	if got := addPod(t, e, "b"); got != 1450 {
+		t.Errorf("a pod on node b got MTU %d, want 1450", got)
+	}
+	code, body, err := get(e.topo.Nodes["a"], "/readyz")
+	if err != nil || code != 200 {
+		t.Fatalf("node a not ready after the pods came: %d %s %v", code, body, err)
+	}
+}
+
+// A pod MTU that the underlay cannot carry, or below IPv4's minimum, is a
+// clear error before any lease is taken, and leaves nothing behind.
+func TestWtgMTUOverrideTheUnderlayCannotCarry(t *testing.T) {
+	e := newMTUEnv(t, []string{"a"})
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--mtu", "1451"}, "pod MTU 1451 does not fit the underlay: backend auto may carry pod packets in VXLAN, so the pod MTU can be at most eth0's MTU 1500 - 50 = 1450"},
+		{[]string{"--mtu", "1451", "--backend", "vxlan"}, "at most eth0's MTU 1500 - 50 = 1450"},
+		{[]string{"--mtu", "1501", "--backend", "host-gw"}, "pod MTU 1501 does not fit the underlay: it can be at most eth0's MTU 1500"},
+		{[]string{"--mtu", "575"}, "--mtu 575: the pod MTU must be at least 576"},
+		{[]string{"--mtu", "-1"}, "--mtu -1: the pod MTU must be at least 576"},
+	} {
+		p := e.start("a", tc.flags...)
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("agent with %v keeps running", tc.flags)
+		}
+		b, _ := os.ReadFile(p.log)
+		if p.err == nil || !strings.Contains(string(b), tc.want) {
+			t.Errorf("agent with %v: exit %v, want an error saying %q; said:\n%s", tc.flags, p.err, tc.want, b)
+		}
+	}
+	assertClean(t, e, "a")
+	resp, err := e.etcdClient().Get(context.Background(), "/weft/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 0 {
+		t.Fatalf("agents with a bad MTU left %v keys in etcd (%v)", resp.Count, err)
+	}
+	// The largest MTU that fits is taken.
+	e.start("a", "--mtu", "1500", "--backend", "host-gw")
+	e.waitReady("a")
+	if got := e.state("a").MTU; got != 1500 {
+		t.Fatalf("with --mtu 1500 and host-gw the state has MTU %d", got)
+	}
+}

@@ -1,0 +1,159 @@
+package agent
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/weftnet/weft/internal/bridge"
+	"github.com/weftnet/weft/internal/cniconf"
+	"github.com/weftnet/weft/internal/datapath"
+	"github.com/weftnet/weft/internal/firewall"
+	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/nodestate"
+	"github.com/weftnet/weft/internal/store"
+	"github.com/weftnet/weft/internal/version"
+)
+
+// setup makes the node match its lease and returns its datapath and the
+// record to publish. Everything here is idempotent and leaves what is
+// already right alone, so a restarted agent disturbs no pod.
+func (a *Agent) setup(l store.Lease, ip netip.Addr) (*datapath.Datapath, store.Node, error) {
+	dp, err := datapath.New(datapath.Config{Node: a.cfg.NodeName, Backend: a.cfg.Backend, Subnet: l.Subnet, UnderlayIP: ip})
+	if err != nil {
+		return nil, store.Node{}, err
+	}
+	mtu, err := podMTU(a.cfg, dp.UnderlayLink(), dp.UnderlayMTU(), dp.PodMTU())
+	if err != nil {
+		dp.Close()
+		return nil, store.Node{}, err
+	}
+	a.update(func(s *Status) {
+		s.UnderlayIP, s.UnderlayLink, s.MTU = ip, dp.UnderlayLink(), mtu
+	})
+	if err := a.ensureNode(dp, l); err != nil {
+		dp.Close()
+		return nil, store.Node{}, err
+	}
+	mac, err := dp.EnsureDevice()
+	if err != nil {
+		dp.Close()
+		return nil, store.Node{}, err
+	}
+	rec := store.Node{Name: a.cfg.NodeName, UnderlayIP: ip, Subnet: l.Subnet, Backend: a.cfg.Backend,
+		ProbePort: a.cfg.ProbePort, Version: version.Version}
+	if mac != nil {
+		rec.VTEPMAC = mac.String()
+	}
+	a.update(func(s *Status) { s.VTEPMAC = rec.VTEPMAC })
+	a.log.Info("node set up", "underlay_ip", ip, "underlay_link", dp.UnderlayLink(), "mtu", mtu,
+		"bridge", names.Bridge, "vtep_mac", rec.VTEPMAC)
+	return dp, rec, nil
+}
+
+// ensureNode makes the node state, bridge, forwarding, nftables table and
+// CNI config right; the conflist comes last, because the runtime starts
+// sending pods once it is there.
+func (a *Agent) ensureNode(dp *datapath.Datapath, l store.Lease) error {
+	mtu, err := podMTU(a.cfg, dp.UnderlayLink(), dp.UnderlayMTU(), dp.PodMTU())
+	if err != nil {
+		return err
+	}
+	st := nodestate.State{Node: a.cfg.NodeName, Subnet: l.Subnet, ClusterCIDR: a.cfg.ClusterCIDR,
+		MTU: mtu, Bridge: names.Bridge, Backend: a.cfg.Backend}
+	changed, err := nodestate.Write(a.cfg.DataDir, st)
+	if err != nil {
+		return fmt.Errorf("write node state: %w", err)
+	}
+	if changed {
+		a.log.Info("node state written", "path", nodestate.Path(a.cfg.DataDir), "subnet", st.Subnet, "mtu", st.MTU)
+	}
+	a.stateWritten.Store(true)
+	if _, err := bridge.Ensure(names.Bridge, st.Gateway(), st.MTU); err != nil {
+		return fmt.Errorf("set up bridge %s: %w", names.Bridge, err)
+	}
+	if err := enableForwarding(); err != nil {
+		return err
+	}
+	if err := firewall.Ensure(a.cfg.ClusterCIDR); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(a.cfg.RunDir, 0o755); err != nil {
+		return fmt.Errorf("create run dir: %w", err)
+	}
+	changed, err = cniconf.Write(a.cfg.CNIConfDir, cniconf.Config{Bridge: names.Bridge, DataDir: a.cfg.DataDir,
+		RunDir: a.cfg.RunDir, Portmap: cniconf.HasPlugin(a.cfg.CNIBinDir, "portmap")})
+	if err != nil {
+		return err
+	}
+	if changed {
+		a.log.Info("CNI config written", "path", cniconf.Path(a.cfg.CNIConfDir))
+	}
+	return nil
+}
+
+// podMTU is the pods' MTU: the configured one, checked against what the
+// underlay link carries, or else derived, the MTU the datapath derives
+// from the link (less the VXLAN overhead when VXLAN may be used).
+func podMTU(cfg Config, link string, linkMTU, derived int) (int, error) {
+	vxlan := derived < linkMTU
+	if cfg.MTU == 0 {
+		if derived < MinMTU {
+			return 0, fmt.Errorf("underlay %s has MTU %d: too small for pods (%d with VXLAN; at least %d needed)", link, linkMTU, derived, MinMTU)
+		}
+		return derived, nil
+	}
+	if cfg.MTU > derived {
+		if vxlan {
+			return 0, fmt.Errorf("pod MTU %d does not fit the underlay: backend %s may carry pod packets in VXLAN, so the pod MTU can be at most %s's MTU %d - %d = %d (lower --mtu, or raise %s's MTU)", cfg.MTU, cfg.Backend, link, linkMTU, linkMTU-derived, derived, link)
+		}
+		return 0, fmt.Errorf("pod MTU %d does not fit the underlay: it can be at most %s's MTU %d (lower --mtu, or raise %s's MTU)", cfg.MTU, link, linkMTU, link)
+	}
+	return cfg.MTU, nil
+}
+
+// checkMTU fails early, before a lease is taken, on a pod MTU that the
+// underlay link holding ip cannot carry.
+func checkMTU(cfg Config, ip netip.Addr) error {
+	l, err := datapath.LinkOf(ip)
+	if err != nil {
+		return err
+	}
+	linkMTU := l.Attrs().MTU
+	derived := linkMTU
+	if cfg.Backend != store.BackendHostGW { // as datapath.PodMTU
+		derived -= datapath.VXLANOverhead
+	}
+	_, err = podMTU(cfg, l.Attrs().Name, linkMTU, derived)
+	return err
+}
+
+// underlayIP is the configured underlay address, or the default route's
+// interface's, checked to be on an interface of this node.
+func underlayIP(ip netip.Addr) (netip.Addr, error) {
+	if !ip.IsValid() {
+		var err error
+		if ip, err = datapath.DefaultUnderlayIP(); err != nil {
+			return ip, err
+		}
+	}
+	if _, err := datapath.LinkOf(ip); err != nil {
+		return ip, err
+	}
+	return ip, nil
+}
+
+const ipForward = "/proc/sys/net/ipv4/ip_forward"
+
+// enableForwarding turns on IPv4 forwarding in the agent's network
+// namespace: pods' traffic is routed through the node.
+func enableForwarding() error {
+	if b, err := os.ReadFile(ipForward); err == nil && bytes.Equal(bytes.TrimSpace(b), []byte("1")) {
+		return nil
+	}
+	if err := os.WriteFile(ipForward, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/agent"
+	"github.com/weftnet/weft/internal/datapath"
+	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/store/etcdstore"
+)
+
+const envStatusChild = "WTA_AGENT_STATUS_CHILD"
+
+type statusChild struct {
+	Config   agent.Config
+	Endpoint string
+	Peers    int
+}
+
+// statusChildIfAsked runs an agent in this (re-executed) test process,
+// which the parent started inside a node's namespace, waits until it is
+// ready and sees the expected peers, prints its Status as JSON and stops
+// it. The agent runs in-process so that Status itself is what is tested;
+// the process is in the node's namespace as a whole, as a real agent is.
+func statusChildIfAsked() {
+	spec := os.Getenv(envStatusChild)
+	if spec == "" {
+		return
+	}
+	var c statusChild
+	if err := json.Unmarshal([]byte(spec), &c); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	st, err := etcdstore.Open(etcdstore.Options{Endpoints: []string{c.Endpoint}, ClusterCIDR: c.Config.ClusterCIDR, SubnetLen: 24, TTL: time.Minute})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	c.Config.Store = st
+	c.Config.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	a, err := agent.New(c.Config)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.After(30 * time.Second)
+	for {
+		s := a.Status()
+		if s.Ready && len(s.Peers) == c.Peers {
+			json.NewEncoder(os.Stdout).Encode(s)
+			break
+		}
+		select {
+		case err := <-done:
+			fmt.Fprintln(os.Stderr, "agent stopped:", err)
+			os.Exit(1)
+		case <-deadline:
+			fmt.Fprintf(os.Stderr, "not ready with %d peers: %+v\n", c.Peers, s)
+			os.Exit(1)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "clean stop:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func TestWtaStatusReportsLeasePathsAndReasons(t *testing.T) {
+	e := newEnv(t, nil, []string{"a", "b"}, []string{"c"})
+	e.start("b")
+	e.start("c")
+	e.waitReady("b")
+	e.waitReady("c")
+
+	n := e.topo.Nodes["a"]
+	spec, _ := json.Marshal(statusChild{Endpoint: e.etcd.Endpoint, Peers: 2, Config: agent.Config{
+		NodeName: "a", Backend: "auto", ClusterCIDR: cidr, UnderlayIP: n.IP,
+		DataDir: e.dataDir("a"), RunDir: filepath.Join(e.dir, "a", "run"), CNIConfDir: e.confDir("a"), CNIBinDir: filepath.Join(e.dir, "a", "bin"),
+	}})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envStatusChild+"="+string(spec))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Start(netns.Path(n.NSName), cmd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	var s agent.Status
+	decErr := json.NewDecoder(out).Decode(&s)
+	if err := cmd.Wait(); err != nil || decErr != nil {
+		t.Fatalf("in-process agent: %v / %v\n%s", err, decErr, stderr.String())
+	}
+
+	if s.Node != "a" || s.Backend != "auto" || s.MTU != 1450 || s.UnderlayIP != n.IP || s.UnderlayLink != "eth0" {
+		t.Errorf("status %+v", s)
+	}
+	if s.Lease == nil || !cidr.Contains(s.Lease.Subnet.Addr()) || time.Until(s.Lease.Expires) <= 0 {
+		t.Errorf("lease %+v", s.Lease)
+	}
+	if s.VTEPMAC != datapath.VTEPMAC(n.IP).String() {
+		t.Errorf("VTEP MAC %q, want %s", s.VTEPMAC, datapath.VTEPMAC(n.IP))
+	}
+	if s.StartTime.IsZero() || s.LastReconcile.Before(s.StartTime) || s.Reconciles == 0 || s.LastReconcileError != "" || s.DatastoreError != "" {
+		t.Errorf("times/errors: %+v", s)
+	}
+	if s.Routes != 2 || s.Neighbours != 1 || s.FDB != 1 {
+		t.Errorf("counts routes %d neigh %d fdb %d, want 2 1 1", s.Routes, s.Neighbours, s.FDB)
+	}
+	want := map[string]struct {
+		path, reason string
+		ip           netip.Addr
+	}{
+		"b": {datapath.PathDirect, "directly connected", e.topo.Nodes["b"].IP},
+		"c": {datapath.PathVXLAN, "through gateway 172.30.1.254", e.topo.Nodes["c"].IP},
+	}
+	for _, p := range s.Peers {
+		w := want[p.Name]
+		if p.Path != w.path || !strings.Contains(p.Reason, w.reason) || p.UnderlayIP != w.ip || p.Subnet != e.state(p.Name).Subnet {
+			t.Errorf("peer %+v, want path %s, reason about %q, underlay %s, subnet %s", p, w.path, w.reason, w.ip, e.state(p.Name).Subnet)
+		}
+	}
+	b, _ := json.Marshal(s)
+	for _, key := range []string{`"node"`, `"lease"`, `"vtepMAC"`, `"peers"`, `"path"`, `"reason"`, `"lastReconcile"`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("status JSON lacks %s: %s", key, b)
+		}
+	}
+}

@@ -1,0 +1,93 @@
+// Package agentapi is the agent's local API: HTTP over a unix socket in the
+// run directory that only root can open, serving GET /status and GET
+// /peers as JSON, and the client that `weft status` and `weft peers` use.
+// It owns the JSON shapes the CLI renders and the Provider interface the
+// agent implements; it knows nothing of how the agent computes them.
+package agentapi
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Provider is what the agent implements to answer the API. Both calls must
+// be cheap and safe to call from any goroutine: they read state the agent
+// already holds, they do not probe or query the datastore.
+type Provider interface {
+	Status(ctx context.Context) (Status, error)
+	Peers(ctx context.Context) ([]Peer, error)
+}
+
+// Status is this node's network in a few lines: `weft status`.
+type Status struct {
+	Node        string       `json:"node"`
+	Subnet      netip.Prefix `json:"subnet"`
+	ClusterCIDR netip.Prefix `json:"clusterCIDR"`
+	// Backend is the datapath mode: "host-gw", "vxlan" or "auto" (direct
+	// routes on the same L2 segment, VXLAN elsewhere).
+	Backend   string    `json:"backend"`
+	MTU       int       `json:"mtu"`
+	Datastore Datastore `json:"datastore"`
+	// UnderlayIP is this node's address between nodes, which peers route
+	// to and VXLAN packets leave from.
+	UnderlayIP netip.Addr `json:"underlayIP,omitzero"`
+	// Peers is the number of other nodes this agent programs; Unreachable
+	// how many of them the probes have not reached for longer than the
+	// threshold.
+	Peers       int `json:"peers"`
+	Unreachable int `json:"peersUnreachable"`
+	// Pods is the number of pod addresses in use on this node; used and
+	// free count the subnet's allocatable addresses.
+	Pods          int       `json:"pods"`
+	AddressesUsed int       `json:"addressesUsed"`
+	AddressesFree int       `json:"addressesFree"`
+	Version       string    `json:"version"`
+	StartedAt     time.Time `json:"startedAt"`
+	// UptimeSeconds is filled by the server from StartedAt.
+	UptimeSeconds int64 `json:"uptimeSeconds"`
+	// Degraded names everything that is not as it should be, one item per
+	// problem, each saying what is wrong; empty when all is well.
+	Degraded []string `json:"degraded"`
+}
+
+// Datastore is where the agent's leases live and whether it can reach it.
+type Datastore struct {
+	// Kind is "kubernetes" or "etcd".
+	Kind     string `json:"kind"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Healthy  bool   `json:"healthy"`
+	// Error is the last error talking to the datastore, when unhealthy.
+	Error string `json:"error,omitempty"`
+	// LastContact is the last successful exchange with the datastore.
+	LastContact time.Time `json:"lastContact,omitempty"`
+}
+
+// Reachability of a peer's pods, as this agent's probes measured it.
+const (
+	Unknown     = "unknown"
+	Reachable   = "reachable"
+	Unreachable = "unreachable"
+)
+
+// Peer is one other node and how this node reaches its pods: `weft peers`.
+type Peer struct {
+	Name       string       `json:"name"`
+	UnderlayIP netip.Addr   `json:"underlayIP"`
+	Subnet     netip.Prefix `json:"subnet"`
+	// Path is "direct" (a route via the peer's underlay address) or
+	// "vxlan"; PathReason says why the agent chose it (for example "same
+	// L2 segment" or "backend vxlan forced by config").
+	Path       string `json:"path"`
+	PathReason string `json:"pathReason"`
+	// State is Unknown, Reachable or Unreachable; Since is when it became
+	// so; Down is set once the peer has been unreachable for longer than
+	// the agent's threshold.
+	State string    `json:"state"`
+	Since time.Time `json:"since,omitempty"`
+	Down  bool      `json:"down"`
+	// RTTMillis is the last probe's round trip over the pod network.
+	RTTMillis float64 `json:"rttMillis,omitempty"`
+	// LastError is why the last probe failed, if it did.
+	LastError string `json:"lastError,omitempty"`
+}

@@ -1,0 +1,35 @@
+package cniplugin
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"net/netip"
+
+	"github.com/weftnet/weft/internal/names"
+)
+
+// hostVethName is the host end's name: the veth prefix and a hash of the
+// attachment, so that DEL and GC find it from the container id and
+// interface alone, and two attachments never share a name. It is 15
+// bytes, the kernel's limit.
+func hostVethName(containerID, ifname string) string {
+	sum := sha256.Sum256([]byte(containerID + "\x00" + ifname))
+	return names.VethPrefix + hex.EncodeToString(sum[:])[:15-len(names.VethPrefix)]
+}
+
+// podMAC derives the pod interface's MAC from its address (locally
+// administered, unicast). A pod that gets an address again, or a new pod
+// that gets a recently freed one, keeps the MAC its neighbours have cached,
+// and ADD needs no extra netlink read to report it.
+func podMAC(a netip.Addr) net.HardwareAddr {
+	b := a.As4()
+	return net.HardwareAddr{0x0a, 0x58, b[0], b[1], b[2], b[3]}
+}
+
+// hostMAC is the host end's MAC, fixed for the attachment for the same
+// reason: ADD reports it without reading it back.
+func hostMAC(containerID, ifname string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte(ifname + "\x00" + containerID))
+	return net.HardwareAddr{0x0a, 0x59, sum[0], sum[1], sum[2], sum[3]}
+}

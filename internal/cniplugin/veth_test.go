@@ -1,0 +1,40 @@
+package cniplugin
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/weftnet/weft/internal/names"
+)
+
+func TestHostVethName(t *testing.T) {
+	seen := map[string]bool{}
+	for _, id := range []string{"a", "b", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"} {
+		for _, ifname := range []string{"eth0", "net1"} {
+			n := hostVethName(id, ifname)
+			if len(n) != 15 || !strings.HasPrefix(n, names.VethPrefix) {
+				t.Errorf("hostVethName(%q, %q) = %q", id, ifname, n)
+			}
+			if n != hostVethName(id, ifname) {
+				t.Errorf("hostVethName(%q, %q) is not stable", id, ifname)
+			}
+			if seen[n] {
+				t.Errorf("hostVethName(%q, %q) = %q collides", id, ifname, n)
+			}
+			seen[n] = true
+		}
+	}
+	// The separator keeps ("ab","c") and ("a","bc") apart.
+	if hostVethName("ab", "c") == hostVethName("a", "bc") {
+		t.Error("attachments differing only in where id ends share a name")
+	}
+}
+
+func TestMACsAreLocalUnicast(t *testing.T) {
+	for _, m := range [][]byte{podMAC(netip.MustParseAddr("10.244.1.2")), hostMAC("c1", "eth0")} {
+		if m[0]&1 != 0 || m[0]&2 == 0 {
+			t.Errorf("%x is not a locally administered unicast MAC", m)
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/names"
+)
+
+// VTEPMAC derives the VXLAN device's MAC from the node's underlay address.
+// A random MAC would change at every reboot or device re-creation, and
+// every peer would keep sending to the old one until it noticed (flannel's
+// "VTEP MAC changed after reboot" outages).
+func VTEPMAC(underlay netip.Addr) net.HardwareAddr {
+	a := underlay.As4()
+	return net.HardwareAddr{0x0e, 0x76, a[0], a[1], a[2], a[3]}
+}
+
+// VTEPAddr is the address the VXLAN device holds for a node subnet: the
+// subnet's network address, which no pod ever gets.
+func VTEPAddr(subnet netip.Prefix) netip.Addr { return subnet.Masked().Addr() }
+
+// EnsureDevice makes the VXLAN device match this node: when the backend
+// uses VXLAN it exists with the right VNI, port, local address, MAC and
+// MTU, is up and holds the subnet's VTEP address; otherwise it is absent.
+// A device that is already right is left alone, so that a restart does not
+// interrupt traffic. It returns the VTEP MAC, nil without VXLAN.
+func (d *Datapath) EnsureDevice() (net.HardwareAddr, error) {
+	if !d.UsesVXLAN() {
+		return nil, removeDevice(d.h)
+	}
+	mac := VTEPMAC(d.cfg.UnderlayIP)
+	mtu := d.PodMTU()
+	link, err := d.h.LinkByName(names.VXLANDevice)
+	var nf netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &nf):
+		link = nil
+	case err != nil:
+		return nil, fmt.Errorf("look up %s: %w", names.VXLANDevice, err)
+	}
+	if link != nil {
+		if reason := d.mismatch(link); reason != "" {
+			// VNI, port, local address or underlay device cannot be
+			// changed in place: the device must be made again.
+			if err := d.h.LinkDel(link); err != nil {
+				return nil, fmt.Errorf("remove %s (%s): %w", names.VXLANDevice, reason, err)
+			}
+			link = nil
+		}
+	}
+	if link == nil {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = names.VXLANDevice
+		attrs.MTU = mtu
+		attrs.HardwareAddr = mac
+		vx := &netlink.Vxlan{
+			LinkAttrs:    attrs,
+			VxlanId:      names.VNI,
+			VtepDevIndex: d.underlay.Attrs().Index,
+			SrcAddr:      net.IP(d.cfg.UnderlayIP.AsSlice()),
+			Port:         names.VXLANPort,
+			Learning:     false,
+		}
+		if err := d.h.LinkAdd(vx); err != nil {
+			return nil, fmt.Errorf("create VXLAN device %s (VNI %d, port %d, local %s): %w", names.VXLANDevice, names.VNI, names.VXLANPort, d.cfg.UnderlayIP, err)
+		}
+		if link, err = d.h.LinkByName(names.VXLANDevice); err != nil {
+			return nil, fmt.Errorf("look up %s after creating it: %w", names.VXLANDevice, err)
+		}
+	}
+	if link.Attrs().MTU != mtu {
+		if err := d.h.LinkSetMTU(link, mtu); err != nil {
+			return nil, fmt.Errorf("set MTU %d on %s: %w", mtu, names.VXLANDevice, err)
+		}
+	}
+	if link.Attrs().HardwareAddr.String() != mac.String() {
+		if err := d.h.LinkSetHardwareAddr(link, mac); err != nil {
+			return nil, fmt.Errorf("set MAC %s on %s: %w", mac, names.VXLANDevice, err)
+		}
+	}
+	if err := ensureOnlyAddr(d.h, link, VTEPAddr(d.cfg.Subnet)); err != nil {
+		return nil, err
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		if err := d.h.LinkSetUp(link); err != nil {
+			return nil, fmt.Errorf("set %s up: %w", names.VXLANDevice, err)
+		}
+	}
+	return mac, nil
+}
+
+// mismatch says why an existing device cannot be kept, "" if it can.
+func (d *Datapath) mismatch(link netlink.Link) string {
+	vx, ok := link.(*netlink.Vxlan)
+	switch {
+	case !ok:
+		return "it is a " + link.Type() + ", not a VXLAN device"
+	case vx.VxlanId != names.VNI:
+		return fmt.Sprintf("VNI %d, want %d", vx.VxlanId, names.VNI)
+	case vx.Port != names.VXLANPort:
+		return fmt.Sprintf("port %d, want %d", vx.Port, names.VXLANPort)
+	case !vx.SrcAddr.Equal(net.IP(d.cfg.UnderlayIP.AsSlice())):
+		return fmt.Sprintf("local address %s, want %s", vx.SrcAddr, d.cfg.UnderlayIP)
+	case vx.VtepDevIndex != d.underlay.Attrs().Index:
+		return fmt.Sprintf("underlay device index %d, want %d", vx.VtepDevIndex, d.underlay.Attrs().Index)
+	case vx.Learning:
+		return "learning is on"
+	}
+	return ""
+}
+
+// ensureOnlyAddr leaves exactly ip/32 on link: the VTEP address of an
+// earlier subnet would answer for a subnet that is now another node's.
+func ensureOnlyAddr(h *netlink.Handle, link netlink.Link, ip netip.Addr) error {
+	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
+	}
+	have := false
+	for _, a := range addrs {
+		ones, _ := a.Mask.Size()
+		if a.IP.Equal(net.IP(ip.AsSlice())) && ones == 32 {
+			have = true
+			continue
+		}
+		if err := h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("remove stale address %s from %s: %w", a.IPNet, link.Attrs().Name, err)
+		}
+	}
+	if have {
+		return nil
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+	if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add %s/32 to %s: %w", ip, link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// removeDevice deletes the VXLAN device if there is one; its neighbours,
+// FDB entries and the routes through it go with it.
+func removeDevice(h *netlink.Handle) error {
+	link, err := h.LinkByName(names.VXLANDevice)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", names.VXLANDevice, err)
+	}
+	if err := h.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("remove %s: %w", names.VXLANDevice, err)
+	}
+	return nil
+}
+
+// Cleanup removes everything this package made on the node: the VXLAN
+// device and every route with Weft's protocol.
+func Cleanup() error {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	err = removeDevice(h)
+	routes, lerr := weftRoutes(h)
+	if lerr != nil {
+		return errors.Join(err, lerr)
+	}
+	for _, r := range routes {
+		if derr := h.RouteDel(&r); derr != nil && !errors.Is(derr, unix.ESRCH) {
+			err = errors.Join(err, fmt.Errorf("remove route %s: %w", r.Dst, derr))
+		}
+	}
+	return err
+}
+
+func weftRoutes(h *netlink.Handle) ([]netlink.Route, error) {
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4,
+		&netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: names.RouteProtocol},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return nil, fmt.Errorf("list Weft's routes: %w", err)
+	}
+	return routes, nil
+}

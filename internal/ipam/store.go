@@ -1,0 +1,307 @@
+package ipam
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	leasesFile = "leases.json"
+	spareFile  = ".leases.json.spare"
+	lockFile   = "lock"
+)
+
+// Store is the lease file of one network on one node.
+type Store struct {
+	dir    string
+	subnet netip.Prefix
+}
+
+// state is the lease file's content.
+type state struct {
+	// Last is the most recently allocated address: allocation goes on
+	// after it, so a released address is not handed out again at once
+	// (neighbours may still have the old pod's MAC for it).
+	Last   netip.Addr `json:"last,omitzero"`
+	Leases []Lease    `json:"leases"`
+}
+
+// Open returns the store kept in dir for subnet. Nothing is created until
+// the first allocation.
+func Open(dir string, subnet netip.Prefix) (*Store, error) {
+	if err := CheckSubnet(subnet); err != nil {
+		return nil, err
+	}
+	return &Store{dir: dir, subnet: subnet}, nil
+}
+
+// OpenForRelease returns the store kept in dir for releasing and reading
+// leases only: DEL and GC must work before the node's subnet is known and
+// after it changed.
+func OpenForRelease(dir string) *Store { return &Store{dir: dir} }
+
+var errNoSubnet = errors.New("ipam store opened for release only cannot allocate")
+
+// Dir is where the store keeps its files.
+func (s *Store) Dir() string { return s.dir }
+
+// Allocate returns the attachment's lease, making one if it has none. The
+// same attachment always gets the same address back, so a retried ADD is
+// answered exactly as the first one. existed reports that the lease was
+// already there.
+func (s *Store) Allocate(id, ifname string) (l Lease, existed bool, err error) {
+	if !s.subnet.IsValid() {
+		return l, false, errNoSubnet
+	}
+	err = s.update(func(st *state) (bool, error) {
+		for _, old := range st.Leases {
+			if old.ContainerID == id && old.IfName == ifname && s.subnet.Contains(old.Addr) {
+				l, existed = old, true
+				return false, nil
+			}
+		}
+		// A lease of this attachment outside the subnet is from a subnet
+		// the node no longer has: it can never be used again.
+		st.Leases = slices.DeleteFunc(st.Leases, func(old Lease) bool {
+			return old.ContainerID == id && old.IfName == ifname
+		})
+		a, ok := s.free(st)
+		if !ok {
+			return false, fmt.Errorf("subnet %s: %w (%d leases)", s.subnet, ErrFull, len(st.Leases))
+		}
+		l = Lease{Addr: a, ContainerID: id, IfName: ifname}
+		st.Leases = append(st.Leases, l)
+		st.Last = a
+		return true, nil
+	})
+	return l, existed, err
+}
+
+// free finds the next unleased address after st.Last, wrapping around.
+func (s *Store) free(st *state) (netip.Addr, bool) {
+	first, last := span(s.subnet)
+	used := make(map[uint32]bool, len(st.Leases))
+	for _, l := range st.Leases {
+		if l.Addr.Is4() {
+			used[u32(l.Addr)] = true
+		}
+	}
+	start := first
+	if st.Last.Is4() && s.subnet.Contains(st.Last) && u32(st.Last) >= first && u32(st.Last) < last {
+		start = u32(st.Last) + 1
+	}
+	n := last - first + 1
+	for i := uint32(0); i < n; i++ {
+		v := first + (start-first+i)%n
+		if !used[v] {
+			return addr(v), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// Release drops the attachment's lease. Releasing what is not leased is
+// not an error (DEL is idempotent); released reports whether there was one.
+func (s *Store) Release(id, ifname string) (released bool, err error) {
+	if !s.exists() {
+		return false, nil
+	}
+	err = s.update(func(st *state) (bool, error) {
+		n := len(st.Leases)
+		st.Leases = slices.DeleteFunc(st.Leases, func(l Lease) bool {
+			return l.ContainerID == id && l.IfName == ifname
+		})
+		released = len(st.Leases) != n
+		return released, nil
+	})
+	return released, err
+}
+
+// Retain keeps only the leases whose attachment valid accepts and returns
+// the ones it released (GC).
+func (s *Store) Retain(valid func(Key) bool) (released []Lease, err error) {
+	if !s.exists() {
+		return nil, nil
+	}
+	err = s.update(func(st *state) (bool, error) {
+		st.Leases = slices.DeleteFunc(st.Leases, func(l Lease) bool {
+			if valid(l.Key()) {
+				return false
+			}
+			released = append(released, l)
+			return true
+		})
+		return len(released) > 0, nil
+	})
+	return released, err
+}
+
+// Get returns the attachment's lease, if it has one.
+func (s *Store) Get(id, ifname string) (Lease, bool, error) {
+	st, err := s.readLocked()
+	if err != nil {
+		return Lease{}, false, err
+	}
+	for _, l := range st.Leases {
+		if l.ContainerID == id && l.IfName == ifname {
+			return l, true, nil
+		}
+	}
+	return Lease{}, false, nil
+}
+
+// Leases returns every lease.
+func (s *Store) Leases() ([]Lease, error) {
+	st, err := s.readLocked()
+	return st.Leases, err
+}
+
+// Ready reports whether an ADD could allocate now: the store can be
+// locked and written, and the subnet has a free address.
+func (s *Store) Ready() error {
+	if !s.subnet.IsValid() {
+		return errNoSubnet
+	}
+	return s.update(func(st *state) (bool, error) {
+		if _, ok := s.free(st); !ok {
+			return false, fmt.Errorf("subnet %s: %w (%d leases)", s.subnet, ErrFull, len(st.Leases))
+		}
+		return false, nil
+	})
+}
+
+// exists reports whether anything was ever leased here, so that releasing
+// on a node that never allocated creates no files.
+func (s *Store) exists() bool {
+	_, err := os.Stat(filepath.Join(s.dir, leasesFile))
+	return err == nil
+}
+
+// update runs change on the current state under the lock and writes the
+// result when change reports a modification.
+func (s *Store) update(change func(*state) (bool, error)) error {
+	unlock, err := s.lock(unix.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := s.read()
+	if err != nil {
+		return err
+	}
+	changed, err := change(&st)
+	if err != nil || !changed {
+		return err
+	}
+	return s.write(st)
+}
+
+// readLocked reads under a shared lock: a writer reuses the previous
+// lease file's inode as its next spare, so an unlocked reader could see it
+// rewritten under its feet.
+func (s *Store) readLocked() (state, error) {
+	if !s.exists() {
+		return state{}, nil
+	}
+	unlock, err := s.lock(unix.LOCK_SH)
+	if err != nil {
+		return state{}, err
+	}
+	defer unlock()
+	return s.read()
+}
+
+func (s *Store) lock(how int) (func(), error) {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ipam store: %w", err)
+	}
+	path := filepath.Join(s.dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("ipam store: open lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ipam store: lock %s: %w", path, err)
+	}
+	// Closing the file releases the lock.
+	return func() { f.Close() }, nil
+}
+
+func (s *Store) read() (state, error) {
+	var st state
+	path := filepath.Join(s.dir, leasesFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("ipam store: %w", err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("ipam store: %s is corrupt: %w", path, err)
+	}
+	return st, nil
+}
+
+// overwrite puts data into the file at path in place. Unlike O_TRUNC it
+// frees no blocks unless the file shrinks by one, and freed blocks are
+// what makes a filesystem mounted with "discard" wait for the disk.
+func overwrite(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Truncate(int64(len(data))); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// write replaces the lease file with st. The new content goes into the
+// spare file, which then trades places with the lease file in one
+// renameat2(RENAME_EXCHANGE): readers see the old or the new file, never
+// half of one, and the old one becomes the next spare. Swapping two files
+// instead of creating a temporary one per write matters: on ext4 every
+// new inode costs a search past the recently deleted ones, which made
+// the write the most expensive part of an ADD. The lock makes the fixed
+// spare name safe.
+func (s *Store) write(st state) error {
+	slices.SortFunc(st.Leases, func(a, b Lease) int { return a.Addr.Compare(b.Addr) })
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("ipam store: %w", err)
+	}
+	path := filepath.Join(s.dir, leasesFile)
+	spare := filepath.Join(s.dir, spareFile)
+	if err := overwrite(spare, append(b, '\n')); err != nil {
+		return fmt.Errorf("ipam store: %w", err)
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, spare, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
+	if errors.Is(err, unix.ENOENT) {
+		// The first write: there is no lease file to trade places with.
+		err = os.Rename(spare, path)
+	}
+	if err != nil {
+		return fmt.Errorf("ipam store: replace %s: %w", path, err)
+	}
+	return nil
+}

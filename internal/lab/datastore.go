@@ -1,0 +1,45 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+)
+
+// Datastore is the lab's datastore as the lab drives it: started inside
+// the underlay namespace, pointed at by each agent's flags, stopped (and
+// started again, keeping its data). The embedded etcd is the one kind
+// today; a Kubernetes API server is another (a file of its own).
+type Datastore interface {
+	// Start runs the datastore and returns once it serves.
+	Start(ctx context.Context) error
+	// AgentFlags are the `weft agent` flags that connect node's agent.
+	AgentFlags(node *NodeState) []string
+	// Stop stops the datastore; its data stays for the next Start.
+	Stop() error
+}
+
+// DatastoreKinds lists the datastores the lab can run.
+var DatastoreKinds = []string{"etcd", "kubernetes"}
+
+func (l *Lab) newDatastore(kind string) (Datastore, error) {
+	switch kind {
+	case "etcd":
+		return &etcdDatastore{lab: l}, nil
+	case "kubernetes":
+		return &kubeDatastore{lab: l}, nil
+	}
+	return nil, fmt.Errorf("unknown lab datastore %q (have %v)", kind, DatastoreKinds)
+}
+
+// nodeRegistrar is a datastore in which a node must exist before its agent
+// starts: in Kubernetes, kubelet registers the Node.
+type nodeRegistrar interface {
+	RegisterNode(ctx context.Context, n *NodeState) error
+}
+
+// nodeForgetter is a datastore in which a node that leaves must also be
+// deleted by the operator, beyond what `weft agent --cleanup` removes: in
+// Kubernetes, `kubectl delete node`.
+type nodeForgetter interface {
+	Forget(ctx context.Context, node string) error
+}

@@ -1,0 +1,211 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"github.com/weftnet/weft/internal/netns"
+)
+
+// pair makes two namespaces joined by a veth, a at 10.211.0.1/24 and b at
+// 10.211.0.2/24, and returns them with b's end of the link, removed at the
+// end of the test.
+func pair(t *testing.T) (a, b ns.NetNS, bLink string) {
+	t.Helper()
+	tag := fmt.Sprintf("wto%06x", rand.IntN(1<<24))
+	mk := func(name string) ns.NetNS {
+		n, err := netns.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close(); netns.Delete(name) })
+		return n
+	}
+	a, b = mk(tag+"a"), mk(tag+"b")
+	aLink, bLink := tag+"a", tag+"b"
+	err := a.Do(func(ns.NetNS) error {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: aLink}, PeerName: bLink, PeerNamespace: netlink.NsFd(int(b.Fd()))}
+		if err := netlink.LinkAdd(v); err != nil {
+			return err
+		}
+		return addrUp(aLink, "10.211.0.1/24")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Do(func(ns.NetNS) error { return addrUp(bLink, "10.211.0.2/24") }); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, bLink
+}
+
+func addrUp(link, cidr string) error {
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return err
+	}
+	addr, _ := netlink.ParseAddr(cidr)
+	if err := netlink.AddrAdd(l, addr); err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(l)
+}
+
+func setLink(n ns.NetNS, link string, up bool) error {
+	return n.Do(func(ns.NetNS) error {
+		l, err := netlink.LinkByName(link)
+		if err != nil {
+			return err
+		}
+		if up {
+			return netlink.LinkSetUp(l)
+		}
+		return netlink.LinkSetDown(l)
+	})
+}
+
+func waitFor(t *testing.T, what string, p *Prober, ok func(Result) bool) Result {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rs := p.Results()
+		if len(rs) == 1 && ok(rs[0]) {
+			return rs[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peer never became %s: %+v", what, rs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPeerReachableThenCutOffThenBack(t *testing.T) {
+	a, b, bLink := pair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 2)
+	t.Cleanup(func() {
+		cancel()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	})
+
+	var r *Responder
+	if err := b.Do(func(ns.NetNS) (err error) {
+		r, err = Listen(netip.MustParseAddrPort("10.211.0.2:9754"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { errs <- r.Run(ctx) }()
+
+	var p *Prober
+	if err := a.Do(func(ns.NetNS) (err error) {
+		p, err = NewProber(Config{Source: netip.MustParseAddr("10.211.0.1"),
+			Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond, DownAfter: 300 * time.Millisecond})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p.SetPeers(map[string]netip.AddrPort{"wto-b": netip.MustParseAddrPort("10.211.0.2:9754")})
+	started := time.Now()
+	go func() { errs <- p.Run(ctx) }()
+
+	up := waitFor(t, "reachable", p, func(r Result) bool { return r.State == Reachable })
+	t.Logf("reachable after %v, %d probes sent, rtt %v", time.Since(started), up.Sent, up.RTT)
+	if up.RTT <= 0 || up.Received == 0 || up.Down {
+		t.Errorf("reachable peer: %+v", up)
+	}
+
+	// Cut the peer off: its link goes down, probes are lost.
+	if err := setLink(b, bLink, false); err != nil {
+		t.Fatal(err)
+	}
+	lost := waitFor(t, "unreachable", p, func(r Result) bool { return r.State == Unreachable })
+	if lost.LastError == "" {
+		t.Errorf("unreachable peer has no reason: %+v", lost)
+	}
+	down := waitFor(t, "down", p, func(r Result) bool { return r.Down })
+	if !down.Since.Equal(lost.Since) {
+		t.Errorf("Since moved during the outage: %v then %v", lost.Since, down.Since)
+	}
+	if p.Down() != 1 {
+		t.Errorf("Down() = %d, want 1", p.Down())
+	}
+
+	if err := setLink(b, bLink, true); err != nil {
+		t.Fatal(err)
+	}
+	back := waitFor(t, "reachable again", p, func(r Result) bool { return r.State == Reachable })
+	if back.Down || back.LastError != "" {
+		t.Errorf("recovered peer: %+v", back)
+	}
+
+	// Bounded traffic: one probe per peer per interval.
+	if elapsed := time.Since(started); back.Sent > uint64(elapsed/(50*time.Millisecond))+2 {
+		t.Errorf("sent %d probes in %v at a 50ms interval", back.Sent, elapsed)
+	}
+}
+
+func TestResponderIgnoresWhatIsNotAProbe(t *testing.T) {
+	a, b, _ := pair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var r *Responder
+	if err := b.Do(func(ns.NetNS) (err error) {
+		r, err = Listen(netip.MustParseAddrPort("10.211.0.2:9754"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+
+	var c *net.UDPConn
+	if err := a.Do(func(ns.NetNS) (err error) {
+		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 211, 0, 1)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	to := &net.UDPAddr{IP: net.IPv4(10, 211, 0, 2), Port: 9754}
+	junk := make([]byte, packetSize)
+	copy(junk, "hello")
+	reply := make([]byte, packetSize)
+	encode(reply, typeReply, 1, 1) // a reply sent to a responder is not answered either
+	for _, pkt := range [][]byte{junk, reply, []byte("short")} {
+		if _, err := c.WriteToUDP(pkt, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Then a real probe: its answer must be the first thing that comes back.
+	req := make([]byte, packetSize)
+	encode(req, typeReq, 7, 42)
+	if _, err := c.WriteToUDP(req, to); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	n, _, err := c.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ, nonce, seq, err := decode(buf[:n])
+	if err != nil || typ != typeReply || nonce != 7 || seq != 42 {
+		t.Fatalf("first datagram back: type %d nonce %d seq %d err %v", typ, nonce, seq, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,189 @@
+package kubestore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/weftnet/weft/internal/store"
+)
+
+// Watch runs a Node informer and calls fn with the full set of peers once
+// the informer has synced, and again whenever the set changes, until ctx
+// ends. While the API server is unreachable fn is not called, and the
+// caller keeps the last set it had (and pods their routes). When the
+// API server answers again, the informer is started afresh: its first list
+// is the current set, so a Node deleted meanwhile, or while the agent was
+// not running, is simply absent from it.
+func (s *Store) Watch(ctx context.Context, fn func([]store.Node)) error {
+	w := &watcher{s: s, fn: fn, warned: map[string]bool{}}
+	for {
+		if err := w.run(ctx); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.log.Info("the API server answers again; relisting nodes")
+	}
+}
+
+// watcher is one Watch call: what it delivered last.
+type watcher struct {
+	s         *Store
+	fn        func([]store.Node)
+	last      []store.Node
+	delivered bool
+	warned    map[string]bool
+}
+
+// probeEvery is how often a failing watch checks whether the API server
+// is back. The reflector retries by itself too, but its back-off grows to
+// a minute, far too long for a node that joined during an outage.
+const probeEvery = time.Second
+
+// run runs one informer until ctx ends (nil) or the API server comes back
+// after a failure (nil, with ctx alive: run again).
+func (w *watcher) run(ctx context.Context) error {
+	s := w.s
+	ictx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nodes := s.nodes
+	// The reflector retries a refused watch quietly; these wrappers are
+	// where the store learns that the API server is away, and back.
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			l, err := nodes.List(ctx, o)
+			if err != nil {
+				s.noteWatch(fmt.Errorf("list nodes: %w", err))
+				return nil, err
+			}
+			s.noteWatch(nil)
+			return l, nil
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			wi, err := nodes.Watch(ctx, o)
+			s.noteWatch(err)
+			return wi, err
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
+	if err := inf.SetTransform(slim); err != nil {
+		return err
+	}
+	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		if ictx.Err() == nil {
+			s.noteWatch(err)
+		}
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	}); err != nil {
+		return err
+	}
+	kick := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	}); err != nil {
+		return err
+	}
+	go inf.RunWithContext(ictx)
+	go func() {
+		if cache.WaitForCacheSync(ictx.Done(), inf.HasSynced) {
+			poke() // the first set, also when there are no Nodes
+		}
+	}()
+
+	started := time.Now()
+	tick := time.NewTicker(probeEvery)
+	defer tick.Stop()
+	dirty := true
+	for {
+		if dirty && inf.HasSynced() {
+			cur := s.snapshot(inf.GetStore(), w.warned)
+			if !w.delivered || !slices.Equal(cur, w.last) {
+				w.fn(cur)
+				w.last, w.delivered = cur, true
+			}
+			dirty = false
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-kick:
+			dirty = true
+		case <-tick.C:
+			// (Not right after a start: a watch that fails while lists
+			// work must not turn into a relist every second.)
+			if s.watchFailing.Load() && time.Since(started) > 3*probeEvery && s.apiServerAnswers(ctx) {
+				return nil
+			}
+		}
+	}
+}
+
+// apiServerAnswers makes the cheapest request the agent's RBAC allows.
+func (s *Store) apiServerAnswers(ctx context.Context) bool {
+	octx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := s.nodes.List(octx, metav1.ListOptions{Limit: 1})
+	return err == nil
+}
+
+// watchErrPrefix marks errors of the informer, so that its recovery clears
+// them and nothing else.
+const watchErrPrefix = "watch nodes: "
+
+// noteWatch records an informer error, or clears the last one on success.
+func (s *Store) noteWatch(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watchFailing.Store(err != nil)
+	if err != nil {
+		s.lastErr = fmt.Errorf("%s%w", watchErrPrefix, err)
+	} else if s.lastErr != nil && strings.HasPrefix(s.lastErr.Error(), watchErrPrefix) {
+		s.lastErr = nil
+	}
+}
+
+func (s *Store) snapshot(st cache.Store, warned map[string]bool) []store.Node {
+	var out []store.Node
+	for _, o := range st.List() {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		n, err := nodeFrom(u)
+		var rec store.Node
+		if err == nil {
+			rec, ok, err = record(n)
+		}
+		if err != nil {
+			// One bad Node must not stop the others from being routed.
+			if !warned[err.Error()] {
+				s.log.Warn("ignoring node with a malformed Weft record", "node", u.GetName(), "err", err)
+				warned[err.Error()] = true
+			}
+			continue
+		}
+		if ok {
+			out = append(out, rec)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

@@ -1,0 +1,96 @@
+// Package kube tests Weft's Kubernetes side against a real control plane
+// (etcd, kube-apiserver, kube-controller-manager built from Go modules and
+// run on loopback by internal/kubetest): the Kubernetes datastore, the
+// manifest in deploy/ and its RBAC.
+package kube
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/weftnet/weft/internal/kubetest"
+)
+
+// cluster is the control plane shared by the tests that do not need one of
+// their own: starting one takes a few seconds.
+var cluster *kubetest.Cluster
+
+func TestMain(m *testing.M) {
+	c, err := kubetest.Start(context.Background(), kubetest.Options{Prefix: "wtk-kube"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cluster = c
+	code := m.Run()
+	c.Stop()
+	os.Exit(code)
+}
+
+func admin(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	cs, err := cluster.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// dynClient is the kind of client the Kubernetes datastore takes (the
+// agent links no typed clientset), for cfg.
+func dynClient(t *testing.T, cfg *rest.Config) dynamic.Interface {
+	t.Helper()
+	c, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// uniq is a name no other run uses: the test prefix and a random suffix.
+func uniq(what string) string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return "wtk-" + what + "-" + hex.EncodeToString(b)
+}
+
+// createNode registers a Node, as kubelet does, and deletes it when the
+// test ends.
+func createNode(t *testing.T, cs kubernetes.Interface, name string) *corev1.Node {
+	t.Helper()
+	n, err := cs.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create node %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		cs.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	return n
+}
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,89 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/weftnet/weft/internal/kubetest"
+)
+
+// While the API server is down the store keeps quiet (the caller keeps
+// its last set, so pods keep their routes), says what is wrong, and fails
+// writes; when it is back, the watch resumes on its own and catches up
+// with what changed.
+func TestKubeStoreAPIServerDown(t *testing.T) {
+	// A control plane of its own: after an outage, kube-controller-manager
+	// takes a while to resync, which other tests should not wait for.
+	cluster := kubetest.StartT(t, kubetest.Options{Prefix: "wtk-kube"})
+	cs, err := cluster.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := uniq("a"), uniq("b")
+	createNode(t, cs, a)
+	createNode(t, cs, b)
+	sa, sb := newStore(t, cluster.RESTConfig(), a), newStore(t, cluster.RESTConfig(), b)
+	ra := record(a, acquire(t, sa, a).Subnet, "192.0.2.1")
+	publish(t, sa, ra)
+	publish(t, sb, record(b, acquire(t, sb, b).Subnet, "192.0.2.2"))
+	w := watch(t, sa)
+	eventually(t, 10*time.Second, "both in the set", func() error {
+		if got := w.names(a, b); got != a+","+b {
+			return fmt.Errorf("set %s", got)
+		}
+		return nil
+	})
+	w.mu.Lock()
+	callsBefore := w.calls
+	w.mu.Unlock()
+
+	cluster.StopAPIServer()
+	down := time.Now()
+	eventually(t, 30*time.Second, "the watch reports the API server down", func() error {
+		if sa.Err() == nil {
+			return errors.New("Err() is nil")
+		}
+		return nil
+	})
+	t.Logf("the store reported %q %s after the API server stopped", sa.Err(), time.Since(down).Round(time.Millisecond))
+	if err := sa.Publish(context.Background(), ra); err == nil {
+		t.Fatal("Publish worked with the API server down")
+	}
+	// Give the informer time to misbehave, if it would.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		calls := w.calls
+		w.mu.Unlock()
+		if calls != callsBefore {
+			t.Fatalf("the watch delivered a set while the API server was down: %v", w.names(a, b))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	if err := cluster.StartAPIServer(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	if err := cs.CoreV1().Nodes().Delete(context.Background(), b, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the watch resumes and b leaves", func() error {
+		if got := w.names(a, b); got != a {
+			return fmt.Errorf("set %s", got)
+		}
+		return nil
+	})
+	t.Logf("the watch caught up %s after the API server was ready again", time.Since(back).Round(time.Millisecond))
+	eventually(t, 10*time.Second, "the store is healthy again", func() error {
+		if err := sa.Publish(context.Background(), ra); err != nil {
+			return err
+		}
+		return sa.Err()
+	})
+}
