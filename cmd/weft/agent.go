@@ -124,6 +124,7 @@ func runAgent(args []string) error {
 	go func() {
 		opsErr <- agentops.Run(opsCtx, a, agentops.Config{
 			ClusterCIDR: cfg.ClusterCIDR, RunDir: *runDir, DataDir: *dataDir,
+			CNIConfDir: *confDir, CNIBinDir: *binDir,
 			DatastoreKind: *dsName, MetricsAddr: *metricsAddr, Metrics: m, Logger: log,
 		})
 	}()

@@ -18,9 +18,11 @@ func init() {
 func runDoctor(args []string) error {
 	fs, runDir, out := apiFlags("doctor")
 	var o doctor.Options
-	fs.StringVar(&o.DataDir, "data-dir", names.DataDir, "Weft's data directory (node state, IPAM leases)")
-	fs.StringVar(&o.ConfDir, "cni-conf-dir", names.CNIConfDir, "CNI config directory")
-	fs.StringVar(&o.BinDir, "cni-bin-dir", names.CNIBinDir, "CNI plugin directory")
+	// The directories default to the ones the running agent reports, and
+	// to Weft's standard paths when it does not answer.
+	fs.StringVar(&o.DataDir, "data-dir", "", "Weft's data directory (node state, IPAM leases) (default: the agent's, else "+names.DataDir+")")
+	fs.StringVar(&o.ConfDir, "cni-conf-dir", "", "CNI config directory (default: the agent's, else "+names.CNIConfDir+")")
+	fs.StringVar(&o.BinDir, "cni-bin-dir", "", "CNI plugin directory (default: the agent's, else "+names.CNIBinDir+")")
 	fs.DurationVar(&o.Timeout, "timeout", time.Second, "how long one probe waits for its answer")
 	fs.IntVar(&o.Tries, "tries", 3, "probes sent before a peer (or a packet size) counts as lost")
 	releaseLeaks := fs.Bool("release-leaks", false, "release the addresses doctor reports as leaked, through the plugin's CNI DEL, and exit")

@@ -49,6 +49,17 @@ type Status struct {
 	// Degraded names everything that is not as it should be, one item per
 	// problem, each saying what is wrong; empty when all is well.
 	Degraded []string `json:"degraded"`
+	// Dirs are the directories the agent runs with, so that tools on the
+	// node (weft doctor) look where the agent and its plugin do.
+	Dirs Dirs `json:"dirs"`
+}
+
+// Dirs are an agent's directories on its node.
+type Dirs struct {
+	Data    string `json:"data"`
+	Run     string `json:"run"`
+	CNIConf string `json:"cniConf"`
+	CNIBin  string `json:"cniBin"`
 }
 
 // Datastore is where the agent's leases live and whether it can reach it.

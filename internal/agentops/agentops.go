@@ -40,6 +40,8 @@ type Config struct {
 	ClusterCIDR netip.Prefix
 	RunDir      string // the API and CNI events sockets
 	DataDir     string // the IPAM leases, for addresses used and free
+	// CNIConfDir and CNIBinDir are reported to tools on the node.
+	CNIConfDir, CNIBinDir string
 	// DatastoreKind ("etcd", "kubernetes") and DatastoreEndpoint are shown
 	// by `weft status`.
 	DatastoreKind, DatastoreEndpoint string
@@ -160,16 +162,22 @@ func (o *Ops) loop(ctx context.Context) error {
 	context.AfterFunc(ctx, func() { apiSrv.Close() })
 
 	defer o.stopProbes()
-	tick := time.NewTicker(o.cfg.Poll)
-	defer tick.Stop()
 	for {
 		o.refresh(ctx)
+		// Until the responder runs, look again soon: peers take a node
+		// whose responder is missing for one whose agent is down.
+		wait := o.cfg.Poll
+		o.mu.Lock()
+		if o.prober == nil && wait > 100*time.Millisecond {
+			wait = 100 * time.Millisecond
+		}
+		o.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-errc:
 			return err
-		case <-tick.C:
+		case <-time.After(wait):
 		}
 	}
 }

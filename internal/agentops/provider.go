@@ -34,6 +34,7 @@ func (p provider) Status(context.Context) (agentapi.Status, error) {
 		Datastore: agentapi.Datastore{Kind: o.cfg.DatastoreKind, Endpoint: o.cfg.DatastoreEndpoint,
 			Healthy: st.DatastoreError == "", Error: st.DatastoreError},
 		Peers: len(st.Peers), Version: version.Version, StartedAt: st.StartTime, Degraded: []string{},
+		Dirs: agentapi.Dirs{Data: o.cfg.DataDir, Run: o.cfg.RunDir, CNIConf: o.cfg.CNIConfDir, CNIBin: o.cfg.CNIBinDir},
 	}
 	if err := o.agent.Ready(); err != nil {
 		s.Degraded = append(s.Degraded, "not ready: "+err.Error())

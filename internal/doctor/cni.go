@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/weftnet/weft/internal/agentapi"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -101,7 +102,14 @@ type Released struct {
 // would have when the container went. DEL removes nothing that a live pod
 // uses: the attachment's veth is already gone.
 func ReleaseLeaks(ctx context.Context, o Options) ([]Released, error) {
-	o.defaults()
+	if o.RunDir == "" {
+		o.RunDir = names.RunDir
+	}
+	var dirs agentapi.Dirs
+	if st, err := agentapi.NewClient(o.RunDir).Status(ctx); err == nil {
+		dirs = st.Dirs
+	}
+	o.defaults(dirs)
 	var subnet netip.Prefix
 	if st, err := nodestate.Read(o.DataDir); err == nil {
 		subnet = st.Subnet

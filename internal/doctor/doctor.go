@@ -81,9 +81,21 @@ type Options struct {
 	Tries   int
 }
 
-func (o *Options) defaults() {
+// defaults fills what the caller left empty: first from the directories the
+// running agent reports (so doctor looks where the agent and its plugin
+// do), then from Weft's standard paths.
+func (o *Options) defaults(agent agentapi.Dirs) {
 	if o.RunDir == "" {
 		o.RunDir = names.RunDir
+	}
+	if o.DataDir == "" {
+		o.DataDir = agent.Data
+	}
+	if o.ConfDir == "" {
+		o.ConfDir = agent.CNIConf
+	}
+	if o.BinDir == "" {
+		o.BinDir = agent.CNIBin
 	}
 	if o.DataDir == "" {
 		o.DataDir = names.DataDir
@@ -111,12 +123,15 @@ func (o *Options) defaults() {
 // the agent are skipped (and say so) when it does not answer; the others
 // run anyway.
 func Run(ctx context.Context, o Options) Report {
-	o.defaults()
+	if o.RunDir == "" {
+		o.RunDir = names.RunDir
+	}
 	var rep Report
 	add := func(fs ...Finding) { rep.Findings = append(rep.Findings, fs...) }
 
 	client := agentapi.NewClient(o.RunDir)
 	st, serr := client.Status(ctx)
+	o.defaults(st.Dirs)
 	var peers []agentapi.Peer
 	if serr == nil {
 		peers, serr = client.Peers(ctx)

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"fmt"
+	"github.com/weftnet/weft/internal/agentapi"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -31,7 +32,7 @@ func TestIPAMLeaksAndOrphans(t *testing.T) {
 	t.Cleanup(func() { n.Close(); netns.Delete(name) })
 	subnet := netip.MustParsePrefix("10.213.1.0/24")
 	o := Options{DataDir: t.TempDir()}
-	o.defaults()
+	o.defaults(agentapi.Dirs{})
 	dir := filepath.Join(o.DataDir, "ipam", names.NetworkName)
 	store, _ := ipam.Open(dir, subnet)
 	old, _ := ipam.Open(dir, netip.MustParsePrefix("10.213.0.0/24"))

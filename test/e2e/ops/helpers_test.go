@@ -140,7 +140,14 @@ func nodeDirs(t *testing.T, l *lab.Lab, node string) []string {
 // runDoctor runs `weft doctor -o json` on node; ok is its exit status.
 func runDoctor(t *testing.T, l *lab.Lab, node string, extra ...string) (rep doctor.Report, ok bool) {
 	t.Helper()
-	args := append([]string{"doctor", "-o", "json", "--timeout", "500ms", "--tries", "2"}, nodeDirs(t, l, node)...)
+	return runDoctorArgs(t, l, node, append(nodeDirs(t, l, node), extra...)...)
+}
+
+// runDoctorArgs runs `weft doctor -o json` on node with only the flags
+// given: without directory flags doctor must find the agent's own.
+func runDoctorArgs(t *testing.T, l *lab.Lab, node string, extra ...string) (rep doctor.Report, ok bool) {
+	t.Helper()
+	args := []string{"doctor", "-o", "json", "--timeout", "500ms", "--tries", "2"}
 	out, err := weftOn(t, l, node, append(args, extra...)...)
 	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
 		t.Fatalf("weft doctor on %s: %v (%v)\n%s", node, jerr, err, out)
