@@ -26,14 +26,8 @@ func runDoctor(args []string) error {
 	fs.DurationVar(&o.Timeout, "timeout", time.Second, "how long one probe waits for its answer")
 	fs.IntVar(&o.Tries, "tries", 3, "probes sent before a peer (or a packet size) counts as lost")
 	releaseLeaks := fs.Bool("release-leaks", false, "release the addresses doctor reports as leaked, through the plugin's CNI DEL, and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := parseAPIFlags(fs, args, out); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %v", fs.Args())
-	}
-	if *out != "text" && *out != "json" {
-		return fmt.Errorf("-o %q: want text or json", *out)
 	}
 	if o.Tries < 1 || o.Tries > 10 {
 		return fmt.Errorf("--tries %d: want 1 to 10", o.Tries)

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"text/tabwriter"
-	"time"
 
 	"github.com/weftnet/weft/internal/agentapi"
 )
@@ -17,24 +14,7 @@ func init() {
 }
 
 func runPeers(args []string) error {
-	fs, runDir, out := apiFlags("peers")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *out != "text" && *out != "json" {
-		return fmt.Errorf("-o %q: want text or json", *out)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ps, err := agentapi.NewClient(*runDir).Peers(ctx)
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(ps)
-	}
-	printPeers(os.Stdout, ps)
-	return nil
+	return readAgent("peers", args, (*agentapi.Client).Peers, printPeers)
 }
 
 func printPeers(w io.Writer, ps []agentapi.Peer) {

@@ -1,62 +1,20 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/weftnet/weft/internal/agentapi"
-	"github.com/weftnet/weft/internal/names"
 )
 
 func init() {
 	register("status", "this node's network: subnet, backend, datastore, peers, pods, health", runStatus)
 }
 
-// apiFlags are the flags every command that reads the agent takes.
-func apiFlags(name string) (*flag.FlagSet, *string, *string) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	def := names.RunDir
-	if env := os.Getenv("WEFT_RUN_DIR"); env != "" {
-		// Set by `weft lab exec NODE`, where each node's agent has a run
-		// dir of its own.
-		def = env
-	}
-	runDir := fs.String("run-dir", def, "the agent's run directory (holds its socket; default $WEFT_RUN_DIR, else "+names.RunDir+")")
-	out := fs.String("o", "text", "output: text or json")
-	return fs, runDir, out
-}
-
 func runStatus(args []string) error {
-	fs, runDir, out := apiFlags("status")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *out != "text" && *out != "json" {
-		return fmt.Errorf("-o %q: want text or json", *out)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := agentapi.NewClient(*runDir).Status(ctx)
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(s)
-	}
-	printStatus(os.Stdout, s)
-	return nil
-}
-
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return readAgent("status", args, (*agentapi.Client).Status, printStatus)
 }
 
 func printStatus(w io.Writer, s agentapi.Status) {

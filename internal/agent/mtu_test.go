@@ -5,16 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/cniconf"
 	"github.com/weftnet/weft/internal/datapath/dptest"
@@ -140,22 +136,10 @@ func TestWtgMTUOverrideTheUnderlayCannotCarry(t *testing.T) {
 		{[]string{"--mtu", "575"}, "--mtu 575: the pod MTU must be at least 576"},
 		{[]string{"--mtu", "-1"}, "--mtu -1: the pod MTU must be at least 576"},
 	} {
-		p := e.start("a", tc.flags...)
-		select {
-		case <-p.done:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("agent with %v keeps running", tc.flags)
-		}
-		b, _ := os.ReadFile(p.log)
-		if p.err == nil || !strings.Contains(string(b), tc.want) {
-			t.Errorf("agent with %v: exit %v, want an error saying %q; said:\n%s", tc.flags, p.err, tc.want, b)
-		}
+		e.assertRefused(t, "a", tc.want, tc.flags...)
 	}
 	assertClean(t, e, "a")
-	resp, err := e.etcdClient().Get(context.Background(), "/weft/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil || resp.Count != 0 {
-		t.Fatalf("agents with a bad MTU left %v keys in etcd (%v)", resp.Count, err)
-	}
+	assertNoKeys(t, e)
 	// The largest MTU that fits is taken.
 	e.start("a", "--mtu", "1500", "--backend", "host-gw")
 	e.waitReady("a")

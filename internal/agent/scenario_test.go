@@ -217,6 +217,35 @@ func assertClean(t *testing.T, e *env, node string) {
 	}
 }
 
+// assertRefused starts node's agent with flags and checks that it exits
+// non-zero within 20 s, its log saying want.
+func (e *env) assertRefused(t *testing.T, node, want string, flags ...string) {
+	t.Helper()
+	p := e.start(node, flags...)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("agent with %v keeps running", flags)
+	}
+	b, _ := os.ReadFile(p.log)
+	if p.err == nil || !strings.Contains(string(b), want) {
+		t.Errorf("agent with %v: exit %v, want an error about %q; said:\n%s", flags, p.err, want, b)
+	}
+}
+
+// assertNoKeys checks that nothing of Weft's is in etcd: no lease taken,
+// no record published.
+func assertNoKeys(t *testing.T, e *env) {
+	t.Helper()
+	resp, err := e.etcdClient().Get(context.Background(), "/weft/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatalf("count Weft's keys in etcd: %v", err)
+	}
+	if resp.Count != 0 {
+		t.Fatalf("refused agents left %d keys in etcd", resp.Count)
+	}
+}
+
 // A cluster CIDR with room for two subnets: the third agent exits with an
 // error an operator understands, and leaves nothing behind.
 func TestWtaExhaustedCIDRIsAClearFatalError(t *testing.T) {
@@ -418,20 +447,8 @@ func TestWtaBadAgentFlagsAreClearErrors(t *testing.T) {
 		{[]string{"--underlay-ip", "172.30.9.9"}, "172.30.9.9 is not on any interface"},
 		{[]string{"--datastore", "zookeeper"}, `unknown datastore "zookeeper"`},
 	} {
-		p := e.start("a", tc.flags...)
-		select {
-		case <-p.done:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("agent with %v keeps running", tc.flags)
-		}
-		b, _ := os.ReadFile(p.log)
-		if p.err == nil || !strings.Contains(string(b), tc.want) {
-			t.Errorf("agent with %v: exit %v, want an error about %q; said:\n%s", tc.flags, p.err, tc.want, b)
-		}
+		e.assertRefused(t, "a", tc.want, tc.flags...)
 	}
 	assertClean(t, e, "a")
-	resp, err := e.etcdClient().Get(context.Background(), "/weft/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil || resp.Count != 0 {
-		t.Fatalf("bad agents left %v keys in etcd (%v)", resp.Count, err)
-	}
+	assertNoKeys(t, e)
 }

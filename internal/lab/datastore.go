@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"fmt"
+	"syscall"
+	"time"
 )
 
 // Datastore is the lab's datastore as the lab drives it: started inside
@@ -42,4 +44,30 @@ type nodeRegistrar interface {
 // Kubernetes, `kubectl delete node`.
 type nodeForgetter interface {
 	Forget(ctx context.Context, node string) error
+}
+
+// startDatastoreProcess starts the datastore's process (argv) in the
+// underlay namespace, its output appended to the datastore's log, and
+// records its pid, so that Stop and Down find it.
+func (l *Lab) startDatastoreProcess(what string, argv []string) (*proc, error) {
+	d := &l.State.Datastore
+	p, err := startIn(l.Underlay, d.Log, argv)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", what, err)
+	}
+	l.track(p)
+	d.PID = p.cmd.Process.Pid
+	return p, l.save()
+}
+
+// stopDatastoreProcess stops the datastore's process: SIGTERM, and
+// SIGKILL if it has not gone after grace. Its data stays for the next
+// start.
+func (l *Lab) stopDatastoreProcess(what string, grace time.Duration) error {
+	d := &l.State.Datastore
+	if err := signalWait(d.PID, syscall.SIGTERM, grace); err != nil {
+		return fmt.Errorf("stop %s: %w", what, err)
+	}
+	d.PID = 0
+	return l.save()
 }

@@ -50,13 +50,7 @@ func (e *etcdDatastore) Start(ctx context.Context) error {
 		return fmt.Errorf("datastore already runs (pid %d)", d.PID)
 	}
 	listen := net.JoinHostPort(s.DatastoreIP().String(), strconv.Itoa(datastorePort))
-	p, err := startIn(s.Underlay, d.Log, []string{s.LabBin, datastoreCommand, "--listen", listen, "--data-dir", d.DataDir})
-	if err != nil {
-		return fmt.Errorf("start etcd: %w", err)
-	}
-	e.lab.track(p)
-	d.PID = p.cmd.Process.Pid
-	if err := s.save(); err != nil {
+	if _, err := e.lab.startDatastoreProcess("etcd", []string{s.LabBin, datastoreCommand, "--listen", listen, "--data-dir", d.DataDir}); err != nil {
 		return err
 	}
 	dial := DialIn(s.Underlay)
@@ -85,14 +79,7 @@ func (e *etcdDatastore) AgentFlags(*NodeState) []string {
 	return []string{"--datastore", "etcd", "--etcd-endpoints", e.endpoint()}
 }
 
-func (e *etcdDatastore) Stop() error {
-	d := &e.lab.State.Datastore
-	if err := signalWait(d.PID, syscall.SIGTERM, 10*time.Second); err != nil {
-		return fmt.Errorf("stop etcd: %w", err)
-	}
-	d.PID = 0
-	return e.lab.save()
-}
+func (e *etcdDatastore) Stop() error { return e.lab.stopDatastoreProcess("etcd", 10*time.Second) }
 
 // RunEtcd is the lab datastore process: an embedded single-member etcd
 // serving clients on listen (the underlay address) and its peer port on

@@ -68,15 +68,10 @@ func (k *kubeDatastore) Start(ctx context.Context) error {
 		return err
 	}
 	os.Remove(k.readyFile())
-	p, err := startIn(s.Underlay, d.Log, []string{s.LabBin, KubeCommand,
+	p, err := k.lab.startDatastoreProcess("the Kubernetes control plane", []string{s.LabBin, KubeCommand,
 		"--dir", k.dir(), "--address", s.DatastoreIP().String(),
 		"--cluster-cidr", s.ClusterCIDR.String(), "--subnet-len", strconv.Itoa(s.SubnetLen)})
 	if err != nil {
-		return fmt.Errorf("start the Kubernetes control plane: %w", err)
-	}
-	k.lab.track(p)
-	d.PID = p.cmd.Process.Pid
-	if err := s.save(); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(3 * time.Minute)
@@ -110,12 +105,7 @@ func (k *kubeDatastore) AgentFlags(n *NodeState) []string {
 func agentKubeconfig(n *NodeState) string { return filepath.Join(n.Dir, "kubeconfig") }
 
 func (k *kubeDatastore) Stop() error {
-	d := &k.lab.State.Datastore
-	if err := signalWait(d.PID, syscall.SIGTERM, 60*time.Second); err != nil {
-		return fmt.Errorf("stop the Kubernetes control plane: %w", err)
-	}
-	d.PID = 0
-	return k.lab.save()
+	return k.lab.stopDatastoreProcess("the Kubernetes control plane", 60*time.Second)
 }
 
 // Client is an admin client of the lab's API server whose connections are

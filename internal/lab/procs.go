@@ -53,7 +53,24 @@ func alive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	// A killed process's main thread turns zombie while its other threads
+	// may still be exiting and holding its sockets (a restarted agent then
+	// finds its ports taken): it is gone only when every thread is.
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return false
+	}
+	for _, t := range tasks {
+		if running(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name())) {
+			return true
+		}
+	}
+	return false
+}
+
+// running reports whether the task whose stat file is path has not exited.
+func running(path string) bool {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return false
 	}

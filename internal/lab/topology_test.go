@@ -1,11 +1,9 @@
-package lab
+package lab_test
 
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,64 +11,26 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/netns"
-	"github.com/weftnet/weft/internal/testbin"
 )
-
-// testConfig is a lab config with a unique name and the real binaries.
-func testConfig(t *testing.T) Config {
-	t.Helper()
-	weft, err := testbin.Path("weft")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cni, err := testbin.Path("weft-cni")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.Name = fmt.Sprintf("wtl%06d", rand.IntN(1e6))
-	cfg.WeftBin, cfg.CNIBin = weft, cni
-	return cfg
-}
-
-// hostSnapshot is the host namespace's addresses and routes, which a lab
-// must never change.
-func hostSnapshot(t *testing.T) string {
-	t.Helper()
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, a := range addrs {
-		fmt.Fprintln(&b, a.IPNet)
-	}
-	for _, r := range routes {
-		fmt.Fprintln(&b, r.Dst, r.Gw, r.LinkIndex)
-	}
-	return b.String()
-}
 
 // TestLabUnderlayTwoSegments builds the underlay of a two-segment lab with
 // its datastore and two nodes (no agents): nodes on different segments
 // reach each other through the router only, the datastore answers from
 // both segments, the host gains nothing, and Down leaves nothing.
 func TestLabUnderlayTwoSegments(t *testing.T) {
-	before := hostSnapshot(t)
-	cfg := testConfig(t)
+	before := labtest.HostNetwork(t)
+	cfg := labtest.Config(t, "wtl")
 	cfg.Segments = 2
-	l, err := create(cfg)
+	labtest.RemoveAtEnd(t, cfg.Name)
+	l, err := lab.Create(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { Down(cfg.Name) })
 	ctx := context.Background()
-	if err := l.buildBase(ctx); err != nil {
+	if err := l.BuildBase(ctx); err != nil {
 		t.Fatal(err)
 	}
 	macsBefore := bridgeMACs(t, l)
@@ -86,7 +46,7 @@ func TestLabUnderlayTwoSegments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.unwire(n3.Name); err != nil {
+	if err := l.Unwire(n3.Name); err != nil {
 		t.Fatal(err)
 	}
 	// The segments' bridges keep their MACs as nodes come and go, so that
@@ -100,12 +60,12 @@ func TestLabUnderlayTwoSegments(t *testing.T) {
 	if n1.UnderlayIP.String() != "172.30.1.1" || n2.UnderlayIP.String() != "172.30.2.2" {
 		t.Fatalf("underlay addresses %s, %s", n1.UnderlayIP, n2.UnderlayIP)
 	}
-	r, err := Ping(ctx, n1.Netns, n2.UnderlayIP, 3, 10*time.Millisecond, time.Second)
+	r, err := lab.Ping(ctx, n1.Netns, n2.UnderlayIP, 3, 10*time.Millisecond, time.Second)
 	if err != nil || r.Received != 3 {
 		t.Fatalf("n1 → n2 across the router: %+v %v", r, err)
 	}
-	for _, n := range []*NodeState{n1, n2} {
-		c, err := DialIn(n.Netns)(ctx, "tcp", net.JoinHostPort(l.DatastoreIP().String(), "2379"))
+	for _, n := range []*lab.NodeState{n1, n2} {
+		c, err := lab.DialIn(n.Netns)(ctx, "tcp", net.JoinHostPort(l.DatastoreIP().String(), "2379"))
 		if err != nil {
 			t.Fatalf("datastore from %s (segment %d): %v", n.Name, n.Segment, err)
 		}
@@ -122,20 +82,15 @@ func TestLabUnderlayTwoSegments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after := hostSnapshot(t); after != before {
+	if after := labtest.HostNetwork(t); after != before {
 		t.Fatalf("host namespace changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 
-	if err := Down(cfg.Name); err != nil {
+	if err := lab.Down(cfg.Name); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := netns.List(cfg.Name + "-"); len(left) > 0 {
-		t.Fatalf("namespaces left: %v", left)
-	}
-	if _, err := os.Stat(Dir(cfg.Name)); !os.IsNotExist(err) {
-		t.Fatalf("lab directory left: %v", err)
-	}
-	if alive(l.Datastore.PID) {
+	labtest.AssertGone(t, cfg.Name)
+	if lab.Alive(l.Datastore.PID) {
 		t.Fatalf("datastore process %d left", l.Datastore.PID)
 	}
 }
@@ -144,36 +99,36 @@ func TestLabUnderlayTwoSegments(t *testing.T) {
 func TestLabRejectsBadConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		edit func(*Config)
+		edit func(*lab.Config)
 		want string
 	}{
-		{"name", func(c *Config) { c.Name = "Bad-Name" }, "invalid lab name"},
-		{"backend", func(c *Config) { c.Backend = "ipip" }, "--backend"},
-		{"segments", func(c *Config) { c.Segments = 3 }, "--segments"},
-		{"nodes", func(c *Config) { c.Nodes = 0 }, "--nodes"},
-		{"binary", func(c *Config) { c.CNIBin = "/nonexistent/weft-cni" }, "not found"},
+		{"name", func(c *lab.Config) { c.Name = "Bad-Name" }, "invalid lab name"},
+		{"backend", func(c *lab.Config) { c.Backend = "ipip" }, "--backend"},
+		{"segments", func(c *lab.Config) { c.Segments = 3 }, "--segments"},
+		{"nodes", func(c *lab.Config) { c.Nodes = 0 }, "--nodes"},
+		{"binary", func(c *lab.Config) { c.CNIBin = "/nonexistent/weft-cni" }, "not found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig(t)
+			cfg := labtest.Config(t, "wtl")
 			tc.edit(&cfg)
-			_, err := Up(context.Background(), cfg)
+			_, err := lab.Up(context.Background(), cfg)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error about %q", err, tc.want)
 			}
-			if Exists(cfg.Name) {
-				Down(cfg.Name)
+			if lab.Exists(cfg.Name) {
+				lab.Down(cfg.Name)
 				t.Fatalf("lab %s left behind", cfg.Name)
 			}
 		})
 	}
 }
 
-func bridgeMACs(t *testing.T, l *Lab) string {
+func bridgeMACs(t *testing.T, l *lab.Lab) string {
 	t.Helper()
 	var macs []string
 	err := ns.WithNetNSPath(netns.Path(l.Underlay), func(ns.NetNS) error {
 		for seg := 1; seg <= l.Segments; seg++ {
-			br, err := netlink.LinkByName(segmentBridge(seg))
+			br, err := netlink.LinkByName(lab.SegmentBridge(seg))
 			if err != nil {
 				return err
 			}

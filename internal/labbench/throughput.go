@@ -34,7 +34,16 @@ func Throughput(ctx context.Context, o Options, dur time.Duration) error {
 			}
 			got := make([][]float64, len(runs))
 			for round := 0; round < o.Rounds; round++ {
-				for i, r := range runs {
+				// Every other round runs the paths in reverse order: on a
+				// shared machine the load drifts within a round too, and
+				// no path should always be measured first or last. A lab's
+				// runs stay together, beside its underlay run.
+				for j := range runs {
+					i := j
+					if round%2 == 1 {
+						i = len(runs) - 1 - j
+					}
+					r := runs[i]
 					bps, err := r.l.Throughput(ctx, r.fromNS, r.toNS, r.dst.IP, dur)
 					if err != nil {
 						return fmt.Errorf("%s: %w", r.name, err)

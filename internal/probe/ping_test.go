@@ -41,23 +41,7 @@ func pingFrom(t *testing.T, a ns.NetNS, size int) (rtt time.Duration, err error)
 // small is reported at once with its MTU.
 func TestPingFindsTheSilentMTULimit(t *testing.T) {
 	a, b, bLink := pair(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var r *Responder
-	if err := b.Do(func(ns.NetNS) (err error) {
-		r, err = Listen(netip.MustParseAddrPort("10.211.0.2:9754"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	respond(t, b)
 
 	// A fresh link may drop the first packets until the kernel has
 	// activated it: wait for the first answer.
@@ -114,25 +98,8 @@ func TestPingFindsTheSilentMTULimit(t *testing.T) {
 // length) is not answered, and a sized probe's answer is small.
 func TestSizedProbeMustArriveWhole(t *testing.T) {
 	a, b, _ := pair(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var r *Responder
-	if err := b.Do(func(ns.NetNS) (err error) {
-		r, err = Listen(netip.MustParseAddrPort("10.211.0.2:9754"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	var c *net.UDPConn
-	if err := a.Do(func(ns.NetNS) (err error) {
-		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 211, 0, 1)})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	respond(t, b)
+	c := udpFrom(t, a)
 	to := &net.UDPAddr{IP: net.IPv4(10, 211, 0, 2), Port: 9754}
 	cut := make([]byte, 1000)
 	encodeSized(cut, typeSizedReq, 1200, 9, 1) // claims 1200, carries 1000
@@ -143,18 +110,9 @@ func TestSizedProbeMustArriveWhole(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 2000)
-	n, _, err := c.ReadFromUDP(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := decodeHeader(buf[:n])
-	if err != nil || h.typ != typeReply || h.seq != 2 || h.size != 1000 || n != packetSize {
+	back := firstBack(t, c)
+	h, err := decodeHeader(back)
+	if n := len(back); err != nil || h.typ != typeReply || h.seq != 2 || h.size != 1000 || n != packetSize {
 		t.Fatalf("first datagram back: %d bytes, %+v, %v; want the %d-byte answer to seq 2 of 1000 bytes", n, h, err, packetSize)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }

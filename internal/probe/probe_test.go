@@ -86,19 +86,10 @@ func waitFor(t *testing.T, what string, p *Prober, ok func(Result) bool) Result 
 	}
 }
 
-func TestPeerReachableThenCutOffThenBack(t *testing.T) {
-	a, b, bLink := pair(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 2)
-	t.Cleanup(func() {
-		cancel()
-		for range 2 {
-			if err := <-errs; err != nil {
-				t.Error(err)
-			}
-		}
-	})
-
+// respond runs a Responder at 10.211.0.2:9754 in b until the test ends,
+// and fails the test if it stops with an error.
+func respond(t *testing.T, b ns.NetNS) {
+	t.Helper()
 	var r *Responder
 	if err := b.Do(func(ns.NetNS) (err error) {
 		r, err = Listen(netip.MustParseAddrPort("10.211.0.2:9754"))
@@ -106,7 +97,47 @@ func TestPeerReachableThenCutOffThenBack(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	go func() { errs <- r.Run(ctx) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("responder: %v", err)
+		}
+	})
+}
+
+// udpFrom is a UDP socket at 10.211.0.1 in a, closed when the test ends,
+// for sending the responder datagrams of any shape.
+func udpFrom(t *testing.T, a ns.NetNS) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	if err := a.Do(func(ns.NetNS) (err error) {
+		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 211, 0, 1)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// firstBack is the first datagram that comes back to c within 5 s.
+func firstBack(t *testing.T, c *net.UDPConn) []byte {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2000)
+	n, _, err := c.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatalf("nothing came back: %v", err)
+	}
+	return buf[:n]
+}
+
+func TestPeerReachableThenCutOffThenBack(t *testing.T) {
+	a, b, bLink := pair(t)
+	respond(t, b)
 
 	var p *Prober
 	if err := a.Do(func(ns.NetNS) (err error) {
@@ -117,8 +148,16 @@ func TestPeerReachableThenCutOffThenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.SetPeers(map[string]netip.AddrPort{"wto-b": netip.MustParseAddrPort("10.211.0.2:9754")})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("prober: %v", err)
+		}
+	})
 	started := time.Now()
-	go func() { errs <- p.Run(ctx) }()
+	go func() { done <- p.Run(ctx) }()
 
 	up := waitFor(t, "reachable", p, func(r Result) bool { return r.State == Reachable })
 	t.Logf("reachable after %v, %d probes sent, rtt %v", time.Since(started), up.Sent, up.RTT)
@@ -158,26 +197,9 @@ func TestPeerReachableThenCutOffThenBack(t *testing.T) {
 
 func TestResponderIgnoresWhatIsNotAProbe(t *testing.T) {
 	a, b, _ := pair(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var r *Responder
-	if err := b.Do(func(ns.NetNS) (err error) {
-		r, err = Listen(netip.MustParseAddrPort("10.211.0.2:9754"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	respond(t, b)
 
-	var c *net.UDPConn
-	if err := a.Do(func(ns.NetNS) (err error) {
-		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 211, 0, 1)})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := udpFrom(t, a)
 	to := &net.UDPAddr{IP: net.IPv4(10, 211, 0, 2), Port: 9754}
 	junk := make([]byte, packetSize)
 	copy(junk, "hello")
@@ -194,18 +216,8 @@ func TestResponderIgnoresWhatIsNotAProbe(t *testing.T) {
 	if _, err := c.WriteToUDP(req, to); err != nil {
 		t.Fatal(err)
 	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 256)
-	n, _, err := c.ReadFromUDP(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	typ, nonce, seq, err := decode(buf[:n])
+	typ, nonce, seq, err := decode(firstBack(t, c))
 	if err != nil || typ != typeReply || nonce != 7 || seq != 42 {
 		t.Fatalf("first datagram back: type %d nonce %d seq %d err %v", typ, nonce, seq, err)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }

@@ -61,15 +61,9 @@ func TestWtaLeasesAreDistinctKeptAcrossRestartAndExhaust(t *testing.T) {
 	const cidr = "10.244.0.0/23" // room for exactly two /24s
 
 	a := open(t, srv, prefix, cidr, 24)
-	la, err := a.AcquireLease(ctx, "node-a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	la := acquire(t, a, "node-a")
 	b := open(t, srv, prefix, cidr, 24)
-	lb, err := b.AcquireLease(ctx, "node-b")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lb := acquire(t, b, "node-b")
 	if la.Subnet == lb.Subnet {
 		t.Fatalf("both nodes hold %s", la.Subnet)
 	}
@@ -84,16 +78,13 @@ func TestWtaLeasesAreDistinctKeptAcrossRestartAndExhaust(t *testing.T) {
 
 	// A restarted agent (a new client, same node name) gets its subnet back.
 	a2 := open(t, srv, prefix, cidr, 24)
-	la2, err := a2.AcquireLease(ctx, "node-a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	la2 := acquire(t, a2, "node-a")
 	if la2.Subnet != la.Subnet {
 		t.Fatalf("restarted node-a got %s, held %s before", la2.Subnet, la.Subnet)
 	}
 
 	c := open(t, srv, prefix, cidr, 24)
-	_, err = c.AcquireLease(ctx, "node-c")
+	_, err := c.AcquireLease(ctx, "node-c")
 	if !errors.Is(err, store.ErrCIDRExhausted) {
 		t.Fatalf("third node in a /23 of /24s: got %v, want ErrCIDRExhausted", err)
 	}
@@ -107,10 +98,7 @@ func TestWtaLeasesAreDistinctKeptAcrossRestartAndExhaust(t *testing.T) {
 	if err := b.Remove(ctx, "node-b"); err != nil {
 		t.Fatal(err)
 	}
-	lc, err := c.AcquireLease(ctx, "node-c")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lc := acquire(t, c, "node-c")
 	if lc.Subnet != lb.Subnet {
 		t.Fatalf("node-c got %s, want node-b's freed %s", lc.Subnet, lb.Subnet)
 	}
@@ -193,6 +181,16 @@ func names(ns []store.Node) string {
 	return strings.Join(s, ",")
 }
 
+// acquire takes node's lease through s.
+func acquire(t *testing.T, s *etcdstore.Store, node string) store.Lease {
+	t.Helper()
+	l, err := s.AcquireLease(context.Background(), node)
+	if err != nil {
+		t.Fatalf("acquire the lease of %s: %v", node, err)
+	}
+	return l
+}
+
 func record(l store.Lease, ip string) store.Node {
 	return store.Node{Name: l.Node, UnderlayIP: netip.MustParseAddr(ip), Subnet: l.Subnet, Backend: store.BackendAuto, VTEPMAC: "0e:57:ac:1e:00:01"}
 }
@@ -206,14 +204,8 @@ func TestWtaWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
 	w := watch(t, open(t, srv, prefix, "10.244.0.0/16", 24))
 	w.waitFor(t, "an empty cluster", func(ns []store.Node) bool { return len(ns) == 0 })
 
-	la, err := a.AcquireLease(ctx, "node-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, err := b.AcquireLease(ctx, "node-b")
-	if err != nil {
-		t.Fatal(err)
-	}
+	la := acquire(t, a, "node-a")
+	lb := acquire(t, b, "node-b")
 	ra := record(la, "172.30.0.1")
 	if err := a.Publish(ctx, ra); err != nil {
 		t.Fatal(err)
@@ -257,10 +249,7 @@ func TestWtaRenewAfterSubnetTakenIsLeaseLost(t *testing.T) {
 	ctx := context.Background()
 	prefix := uniquePrefix()
 	a := open(t, srv, prefix, "10.244.0.0/16", 24)
-	la, err := a.AcquireLease(ctx, "node-a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	la := acquire(t, a, "node-a")
 	cli := rawClient(t, srv)
 	resp, err := cli.Get(ctx, prefix+"subnets/", clientv3.WithPrefix())
 	if err != nil || len(resp.Kvs) != 1 {
@@ -270,10 +259,7 @@ func TestWtaRenewAfterSubnetTakenIsLeaseLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := open(t, srv, prefix, "10.244.0.0/16", 24)
-	lb, err := b.AcquireLease(ctx, "node-b")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lb := acquire(t, b, "node-b")
 	if lb.Subnet != la.Subnet {
 		t.Fatalf("node-b got %s, want the lapsed %s", lb.Subnet, la.Subnet)
 	}
@@ -287,10 +273,7 @@ func TestWtaWatchAndLeaseSurviveEtcdOutage(t *testing.T) {
 	ctx := context.Background()
 	prefix := uniquePrefix()
 	a := open(t, srv, prefix, "10.244.0.0/16", 24)
-	la, err := a.AcquireLease(ctx, "node-a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	la := acquire(t, a, "node-a")
 	if err := a.Publish(ctx, record(la, "172.30.0.1")); err != nil {
 		t.Fatal(err)
 	}
@@ -319,10 +302,7 @@ func TestWtaWatchAndLeaseSurviveEtcdOutage(t *testing.T) {
 		t.Fatalf("Err() = %v after etcd came back", a.Err())
 	}
 	b := open(t, srv, prefix, "10.244.0.0/16", 24)
-	lb, err := b.AcquireLease(ctx, "node-b")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lb := acquire(t, b, "node-b")
 	if err := b.Publish(ctx, record(lb, "172.30.0.2")); err != nil {
 		t.Fatal(err)
 	}

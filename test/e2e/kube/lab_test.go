@@ -3,16 +3,13 @@ package kube
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,10 +19,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/store/kubestore"
-	"github.com/weftnet/weft/internal/testbin"
 )
 
 // Whole clusters in network namespaces with the Kubernetes datastore: the
@@ -61,7 +57,7 @@ func joinAndLeave(t *testing.T, l *lab.Lab) {
 	}
 	fullMatrix(t, l)
 	gone := *n
-	mac := nodeMAC(t, l, n.Name)
+	mac := labtest.VTEPMAC(t, l, n.Name)
 	if len(traces(t, l, "n1", &gone, mac)) == 0 {
 		t.Fatalf("n1 holds nothing about %s: the check below would prove nothing", n.Name)
 	}
@@ -69,12 +65,7 @@ func joinAndLeave(t *testing.T, l *lab.Lab) {
 		t.Fatal(err)
 	}
 	for _, peer := range []string{"n1", "n2", "n3"} {
-		eventually(t, 20*time.Second, peer+" forgets "+gone.Name, func() error {
-			if tr := traces(t, l, peer, &gone, mac); len(tr) > 0 {
-				return fmt.Errorf("%s still holds:\n%s", peer, strings.Join(tr, "\n"))
-			}
-			return nil
-		})
+		forgets(t, l, peer, &gone, mac)
 	}
 	cs, err := l.KubeClient()
 	if err != nil {
@@ -109,53 +100,12 @@ func TestKubeLabVXLAN(t *testing.T) {
 
 func kubeLab(t *testing.T, backend string, segments int) *lab.Lab {
 	t.Helper()
-	weft, err := testbin.Path("weft")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cni, err := testbin.Path("weft-cni")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := lab.DefaultConfig()
-	cfg.Name = fmt.Sprintf("wtk%06d", rand.IntN(1e6))
-	cfg.WeftBin, cfg.CNIBin = weft, cni
+	cfg := labtest.Config(t, "wtk")
 	cfg.Backend, cfg.Segments, cfg.Nodes, cfg.PodsPerNode = backend, segments, 3, 2
 	cfg.Datastore = "kubernetes"
 	cfg.ReadyTimeout = 60 * time.Second
-
-	before := hostNetwork(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			if l, err := lab.Open(cfg.Name, nil); err == nil {
-				for _, n := range l.Nodes {
-					if b, err := os.ReadFile(n.AgentLog); err == nil {
-						t.Logf("agent log of %s:\n%s", n.Name, lastLines(string(b), 25))
-					}
-				}
-				if b, err := os.ReadFile(l.Datastore.Log); err == nil {
-					t.Logf("control plane log:\n%s", lastLines(string(b), 25))
-				}
-			}
-		}
-		if err := lab.Down(cfg.Name); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-		if left, _ := netns.List(cfg.Name + "-"); len(left) > 0 {
-			t.Errorf("namespaces left after down: %v", left)
-		}
-		if _, err := os.Stat(lab.Dir(cfg.Name)); !os.IsNotExist(err) {
-			t.Errorf("lab directory left after down")
-		}
-		if after := hostNetwork(t); after != before {
-			t.Errorf("the host's namespace changed:\nbefore\n%s\nafter\n%s", before, after)
-		}
-	})
 	start := time.Now()
-	l, err := lab.Up(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
+	l := labtest.Up(t, cfg)
 	t.Logf("lab %s up (%s, %d segment(s)) in %s, control plane at %s", cfg.Name, backend, segments,
 		time.Since(start).Round(time.Millisecond), l.Datastore.Endpoint)
 	fullMatrix(t, l)
@@ -248,7 +198,7 @@ func checkAgentIdentity(t *testing.T, l *lab.Lab) {
 		t.Fatalf("n1's agent is %q", u)
 	}
 	// (The API server loads a new admission policy within a second or so.)
-	eventually(t, 20*time.Second, "n1's agent may not patch n2", func() error {
+	labtest.Eventually(t, 20*time.Second, "n1's agent may not patch n2", func() error {
 		_, err := cs.CoreV1().Nodes().Patch(context.Background(), "n2", types.MergePatchType,
 			[]byte(`{"metadata":{"annotations":{"weft.dev/probe-port":"1"}}}`), metav1.PatchOptions{})
 		if !apierrors.IsForbidden(err) {
@@ -258,11 +208,22 @@ func checkAgentIdentity(t *testing.T, l *lab.Lab) {
 	})
 }
 
+// forgets waits until node holds nothing about gone (see traces).
+func forgets(t *testing.T, l *lab.Lab, node string, gone *lab.NodeState, goneMAC string) {
+	t.Helper()
+	labtest.Eventually(t, 20*time.Second, node+" forgets "+gone.Name, func() error {
+		if tr := traces(t, l, node, gone, goneMAC); len(tr) > 0 {
+			return fmt.Errorf("%s still holds:\n%s", node, strings.Join(tr, "\n"))
+		}
+		return nil
+	})
+}
+
 // traces is what node still holds about gone: routes to its subnet, its
 // underlay address, its VTEP MAC.
 func traces(t *testing.T, l *lab.Lab, node string, gone *lab.NodeState, goneMAC string) []string {
 	t.Helper()
-	return kernel(t, l, node).Mentioning(gone.Subnet.String(), gone.UnderlayIP.String(), goneMAC, gone.Subnet.Masked().Addr().String())
+	return labtest.Kernel(t, l, node).Mentioning(gone.Subnet.String(), gone.UnderlayIP.String(), goneMAC, gone.Subnet.Masked().Addr().String())
 }
 
 // deleteNodes: a Node deleted while every agent runs leaves every peer's
@@ -277,7 +238,7 @@ func deleteNodes(t *testing.T, l *lab.Lab) {
 	ctx := context.Background()
 	n2, _ := l.Node("n2")
 	n3, _ := l.Node("n3")
-	mac2, mac3 := nodeMAC(t, l, "n2"), nodeMAC(t, l, "n3")
+	mac2, mac3 := labtest.VTEPMAC(t, l, "n2"), labtest.VTEPMAC(t, l, "n3")
 	for _, peer := range []string{"n1", "n2"} {
 		if len(traces(t, l, peer, n3, mac3)) == 0 {
 			t.Fatalf("%s holds nothing about n3 before the delete: the check below would prove nothing", peer)
@@ -296,12 +257,7 @@ func deleteNodes(t *testing.T, l *lab.Lab) {
 		t.Fatal(err)
 	}
 	// ...while n2's, running, sees it at once.
-	eventually(t, 20*time.Second, "n2 forgets n3", func() error {
-		if tr := traces(t, l, "n2", n3, mac3); len(tr) > 0 {
-			return fmt.Errorf("n2 still holds:\n%s", strings.Join(tr, "\n"))
-		}
-		return nil
-	})
+	forgets(t, l, "n2", n3, mac3)
 	if len(traces(t, l, "n1", n3, mac3)) == 0 {
 		t.Fatal("n1's datapath changed while its agent was down")
 	}
@@ -311,18 +267,13 @@ func deleteNodes(t *testing.T, l *lab.Lab) {
 	if err := l.WaitAgentReady(ctx, "n1", 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "restarted n1 forgets n3", func() error {
-		if tr := traces(t, l, "n1", n3, mac3); len(tr) > 0 {
-			return fmt.Errorf("n1 still holds:\n%s", strings.Join(tr, "\n"))
-		}
-		return nil
-	})
+	forgets(t, l, "n1", n3, mac3)
 	// n1 and n2 still reach each other, and n1 still knows n2.
 	if len(traces(t, l, "n1", n2, mac2)) == 0 {
 		t.Fatal("n1 lost its routes to n2")
 	}
 	for _, pair := range [][2]string{{"n1", "n2"}, {"n2", "n1"}} {
-		r, err := lab.Ping(ctx, podOn(t, l, pair[0]).Netns, podOn(t, l, pair[1]).IP, 3, 100*time.Millisecond, 2*time.Second)
+		r, err := lab.Ping(ctx, labtest.PodOn(t, l, pair[0]).Netns, labtest.PodOn(t, l, pair[1]).IP, 3, 100*time.Millisecond, 2*time.Second)
 		if err != nil || r.Lost() != 0 {
 			t.Fatalf("%s → %s after the delete: %+v, %v", pair[0], pair[1], r, err)
 		}
@@ -334,61 +285,8 @@ func deleteNodes(t *testing.T, l *lab.Lab) {
 // state changes; when the control plane is back, the agents carry on (a
 // new node joins and every pod reaches it).
 func controlPlaneOutage(t *testing.T, l *lab.Lab) {
-	before := map[string]string{}
-	for _, n := range l.Nodes {
-		before[n.Name] = kernel(t, l, n.Name).String()
-	}
-	if err := l.StopDatastore(); err != nil {
-		t.Fatal(err)
-	}
-	restarted := false
-	defer func() {
-		if !restarted {
-			l.StartDatastore(context.Background())
-		}
-	}()
-	// Two streams across nodes for the whole outage: 100 echoes, 300 ms apart.
-	s1, err := lab.StartPing(context.Background(), podOn(t, l, "n1").Netns, podOn(t, l, "n3").IP, 100, 300*time.Millisecond, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2, err := lab.StartPing(context.Background(), podOn(t, l, "n2").Netns, podOn(t, l, "n1").IP, 100, 300*time.Millisecond, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []*lab.PingRun{s1, s2} {
-		r, err := s.Wait()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Lost() != 0 {
-			t.Errorf("%d of %d echoes lost while the control plane was down", r.Lost(), r.Sent)
-		}
-	}
-	for _, n := range l.Nodes {
-		if alive, _ := l.AgentAlive(n.Name); !alive {
-			t.Errorf("agent of %s died while the control plane was down", n.Name)
-		}
-		if after := kernel(t, l, n.Name).String(); after != before[n.Name] {
-			t.Errorf("kernel state of %s changed while the control plane was down:\nbefore\n%s\nafter\n%s", n.Name, before[n.Name], after)
-		}
-	}
+	labtest.DatastoreOutage(t, l)
 	start := time.Now()
-	if err := l.StartDatastore(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	restarted = true
-	t.Logf("control plane back in %s", time.Since(start).Round(time.Millisecond))
-	for _, n := range l.Nodes {
-		eventually(t, 30*time.Second, "agent of "+n.Name+" ready after the outage", func() error {
-			ok, err := l.AgentReady(context.Background(), n.Name)
-			if err == nil && !ok {
-				err = fmt.Errorf("/readyz is not 200")
-			}
-			return err
-		})
-	}
-	start = time.Now()
 	n, err := l.JoinNode(context.Background(), 0, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -397,86 +295,7 @@ func controlPlaneOutage(t *testing.T, l *lab.Lab) {
 	t.Logf("node %s joined after the outage, full matrix after %s", n.Name, time.Since(start).Round(time.Millisecond))
 }
 
-func kernel(t *testing.T, l *lab.Lab, node string) lab.KernelState {
-	t.Helper()
-	n, err := l.Node(node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := l.Kernel(n.Netns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-// nodeMAC is the MAC of node's VXLAN device, empty if it has none.
-func nodeMAC(t *testing.T, l *lab.Lab, node string) string {
-	t.Helper()
-	for _, line := range kernel(t, l, node).Lines {
-		if strings.HasPrefix(line, "link name=weft.vxlan ") {
-			for _, f := range strings.Fields(line) {
-				if v, ok := strings.CutPrefix(f, "mac="); ok {
-					return v
-				}
-			}
-		}
-	}
-	return ""
-}
-
-func podOn(t *testing.T, l *lab.Lab, node string) *lab.PodState {
-	t.Helper()
-	n, err := l.Node(node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(n.Pods) == 0 {
-		t.Fatalf("node %s has no pod", node)
-	}
-	return n.Pods[0]
-}
-
 func fullMatrix(t *testing.T, l *lab.Lab) {
 	t.Helper()
-	m, err := l.WaitMatrix(context.Background(), 30*time.Second)
-	if err == nil {
-		m, err = l.CheckMatrix(context.Background(), 3)
-	}
-	if err != nil || !m.Full() {
-		var b strings.Builder
-		if m != nil {
-			m.Print(&b)
-		}
-		t.Fatalf("matrix: %v\n%s", err, b.String())
-	}
-}
-
-// hostNetwork is the host namespace's addresses and routes.
-func hostNetwork(t *testing.T) string {
-	t.Helper()
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, a := range addrs {
-		fmt.Fprintln(&b, a.IPNet)
-	}
-	for _, r := range routes {
-		fmt.Fprintln(&b, r.Dst, r.Gw, r.LinkIndex)
-	}
-	return b.String()
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	labtest.FullMatrix(t, l, 30*time.Second)
 }

@@ -2,14 +2,13 @@ package kube
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/testbin"
 )
 
@@ -21,17 +20,8 @@ func TestKubeLabCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("wtk%06d", rand.IntN(1e6))
-	before := hostNetwork(t)
-	t.Cleanup(func() {
-		lab.Down(name) // in case the test failed before its own down
-		if left, _ := netns.List(name + "-"); len(left) > 0 {
-			t.Errorf("namespaces left after down: %v", left)
-		}
-		if after := hostNetwork(t); after != before {
-			t.Errorf("the host's namespace changed:\nbefore\n%s\nafter\n%s", before, after)
-		}
-	})
+	name := labtest.Config(t, "wtk").Name
+	labtest.RemoveAtEnd(t, name)
 	run := func(args ...string) string {
 		t.Helper()
 		out, err := exec.Command(weft, append([]string{"lab"}, args...)...).CombinedOutput()

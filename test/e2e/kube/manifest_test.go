@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftnet/weft/internal/kubetest"
+	"github.com/weftnet/weft/internal/labtest"
 )
 
 func manifestPath(t *testing.T) string {
@@ -191,7 +192,7 @@ func TestManifestRBAC(t *testing.T) {
 	publish(t, sa, record(a, la.Subnet, "192.0.2.1"))
 	publish(t, sb, record(b, acquire(t, sb, b).Subnet, "192.0.2.2"))
 	w := watch(t, sa)
-	eventually(t, 10*time.Second, "watch with the agent's token", func() error {
+	labtest.Eventually(t, 10*time.Second, "watch with the agent's token", func() error {
 		if got := w.names(a, b); got != a+","+b {
 			return fmt.Errorf("set %q, store error %v", got, sa.Err())
 		}
@@ -224,7 +225,7 @@ func TestManifestRBAC(t *testing.T) {
 	// RBAC allows patching Nodes; the manifest's admission policy keeps
 	// the agent to the Node its pod runs on (the API server loads a new
 	// policy within a second or so).
-	eventually(t, 20*time.Second, "patching another node is refused", func() error {
+	labtest.Eventually(t, 20*time.Second, "patching another node is refused", func() error {
 		_, err := as.CoreV1().Nodes().Patch(ctx, b, types.MergePatchType,
 			[]byte(`{"metadata":{"annotations":{"weft.dev/underlay-ip":"192.0.2.66"}}}`), metav1.PatchOptions{})
 		if !apierrors.IsForbidden(err) {

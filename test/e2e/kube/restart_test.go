@@ -3,13 +3,13 @@ package kube
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftnet/weft/internal/kubetest"
+	"github.com/weftnet/weft/internal/labtest"
 )
 
 // While the API server is down the store keeps quiet (the caller keeps
@@ -32,19 +32,12 @@ func TestKubeStoreAPIServerDown(t *testing.T) {
 	publish(t, sa, ra)
 	publish(t, sb, record(b, acquire(t, sb, b).Subnet, "192.0.2.2"))
 	w := watch(t, sa)
-	eventually(t, 10*time.Second, "both in the set", func() error {
-		if got := w.names(a, b); got != a+","+b {
-			return fmt.Errorf("set %s", got)
-		}
-		return nil
-	})
-	w.mu.Lock()
-	callsBefore := w.calls
-	w.mu.Unlock()
+	w.waitNames(t, 10*time.Second, "both in the set", a+","+b, a, b)
+	callsBefore := w.count()
 
 	cluster.StopAPIServer()
 	down := time.Now()
-	eventually(t, 30*time.Second, "the watch reports the API server down", func() error {
+	labtest.Eventually(t, 30*time.Second, "the watch reports the API server down", func() error {
 		if sa.Err() == nil {
 			return errors.New("Err() is nil")
 		}
@@ -57,9 +50,7 @@ func TestKubeStoreAPIServerDown(t *testing.T) {
 	// Give the informer time to misbehave, if it would.
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		w.mu.Lock()
-		calls := w.calls
-		w.mu.Unlock()
+		calls := w.count()
 		if calls != callsBefore {
 			t.Fatalf("the watch delivered a set while the API server was down: %v", w.names(a, b))
 		}
@@ -73,14 +64,9 @@ func TestKubeStoreAPIServerDown(t *testing.T) {
 	if err := cs.CoreV1().Nodes().Delete(context.Background(), b, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the watch resumes and b leaves", func() error {
-		if got := w.names(a, b); got != a {
-			return fmt.Errorf("set %s", got)
-		}
-		return nil
-	})
+	w.waitNames(t, 30*time.Second, "the watch resumes and b leaves", a, a, b)
 	t.Logf("the watch caught up %s after the API server was ready again", time.Since(back).Round(time.Millisecond))
-	eventually(t, 10*time.Second, "the store is healthy again", func() error {
+	labtest.Eventually(t, 10*time.Second, "the store is healthy again", func() error {
 		if err := sa.Publish(context.Background(), ra); err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
+	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/store/kubestore"
 )
@@ -71,6 +72,24 @@ func (w *watcher) set() map[string]store.Node {
 	return m
 }
 
+// count is how many sets the watch has delivered.
+func (w *watcher) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.calls
+}
+
+// waitNames waits until the set's node names among only are want.
+func (w *watcher) waitNames(t *testing.T, timeout time.Duration, what, want string, only ...string) {
+	t.Helper()
+	labtest.Eventually(t, timeout, what, func() error {
+		if got := w.names(only...); got != want {
+			return fmt.Errorf("set %s", got)
+		}
+		return nil
+	})
+}
+
 // names is the set's node names among only (other tests' nodes may exist).
 func (w *watcher) names(only ...string) string {
 	set := w.set()
@@ -115,7 +134,7 @@ func TestKubeStoreLeaseIsPodCIDR(t *testing.T) {
 		got <- res{l, err}
 	}()
 	// The agent is waiting for a Node that does not exist yet.
-	eventually(t, 10*time.Second, "store reports the missing node", func() error {
+	labtest.Eventually(t, 10*time.Second, "store reports the missing node", func() error {
 		if s.Err() == nil {
 			return errors.New("no error yet")
 		}
@@ -220,7 +239,7 @@ func TestKubeStorePublishAndWatch(t *testing.T) {
 	}
 
 	w := watch(t, sa)
-	eventually(t, 10*time.Second, "watch shows a and b", func() error {
+	labtest.Eventually(t, 10*time.Second, "watch shows a and b", func() error {
 		set := w.set()
 		if set[a] != ra || set[b] != rb {
 			return fmt.Errorf("got %+v", set)
@@ -242,7 +261,7 @@ func TestKubeStorePublishAndWatch(t *testing.T) {
 	// A VTEP MAC that changes (the node rebooted) reaches the peers.
 	rb.VTEPMAC = "02:00:00:00:00:99"
 	publish(t, sb, rb)
-	eventually(t, 10*time.Second, "watch shows b's new MAC", func() error {
+	labtest.Eventually(t, 10*time.Second, "watch shows b's new MAC", func() error {
 		if got := w.set()[b].VTEPMAC; got != rb.VTEPMAC {
 			return fmt.Errorf("MAC %q", got)
 		}
@@ -260,23 +279,13 @@ func TestKubeStorePublishAndWatch(t *testing.T) {
 	if err := cs.CoreV1().Nodes().Delete(context.Background(), b, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "b leaves the set", func() error {
-		if got := w.names(a, b, c); got != a {
-			return fmt.Errorf("set %s", got)
-		}
-		return nil
-	})
+	w.waitNames(t, 10*time.Second, "b leaves the set", a, a, b, c)
 
 	// Remove takes a's record off its Node: it is no peer any more.
 	if err := sa.Remove(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "a leaves the set", func() error {
-		if got := w.names(a, b, c); got != "" {
-			return fmt.Errorf("set %s", got)
-		}
-		return nil
-	})
+	w.waitNames(t, 10*time.Second, "a leaves the set", "", a, b, c)
 	node, _ = cs.CoreV1().Nodes().Get(context.Background(), a, metav1.GetOptions{})
 	for k := range node.Annotations {
 		if strings.HasPrefix(k, kubestore.AnnotationPrefix) {
@@ -297,21 +306,14 @@ func TestKubeStoreMissedDelete(t *testing.T) {
 	publish(t, sb, record(b, acquire(t, sb, b).Subnet, "192.0.2.2"))
 
 	w := watch(t, sa)
-	eventually(t, 10*time.Second, "both in the set", func() error {
-		if got := w.names(a, b); got != a+","+b {
-			return fmt.Errorf("set %s", got)
-		}
-		return nil
-	})
+	w.waitNames(t, 10*time.Second, "both in the set", a+","+b, a, b)
 	w.stop() // agent a is down
 	if err := cs.CoreV1().Nodes().Delete(context.Background(), b, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	w2 := watch(t, newStore(t, cluster.RESTConfig(), a))
-	eventually(t, 10*time.Second, "first set after restart", func() error {
-		w2.mu.Lock()
-		calls := w2.calls
-		w2.mu.Unlock()
+	labtest.Eventually(t, 10*time.Second, "first set after restart", func() error {
+		calls := w2.count()
 		if calls == 0 {
 			return errors.New("no set yet")
 		}
@@ -336,10 +338,8 @@ func TestKubeStoreMalformedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := watch(t, sa)
-	eventually(t, 10*time.Second, "set", func() error {
-		w.mu.Lock()
-		calls := w.calls
-		w.mu.Unlock()
+	labtest.Eventually(t, 10*time.Second, "set", func() error {
+		calls := w.count()
 		if calls == 0 {
 			return errors.New("no set yet")
 		}

@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/testbin"
 )
 
@@ -34,42 +33,11 @@ func run(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// labPIDs finds the processes running for a lab (its agents and
-// datastore name the lab's directory on their command line).
-func labPIDs(name string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err == nil && bytes.Contains(b, []byte(lab.Dir(name)+"/")) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-func assertGone(t *testing.T, name string) {
-	t.Helper()
-	if left, _ := netns.List(name + "-"); len(left) > 0 {
-		t.Errorf("namespaces left: %v", left)
-	}
-	if _, err := os.Stat(lab.Dir(name)); !os.IsNotExist(err) {
-		t.Errorf("directory %s left", lab.Dir(name))
-	}
-	if pids := labPIDs(name); len(pids) > 0 {
-		t.Errorf("processes left: %v", pids)
-	}
-}
-
 // The README's first command: `weft lab run` builds a lab, prints a full
 // matrix and the throughput beside the underlay's, and removes the lab.
 func TestLabRunCommand(t *testing.T) {
 	name := config(t, "auto", 1, 2, 1).Name
-	t.Cleanup(func() { lab.Down(name) })
+	labtest.RemoveAtEnd(t, name)
 	out := run(t, "lab", "run", "--name", name, "--nodes", "2", "--pods-per-node", "1")
 	t.Logf("weft lab run:\n%s", out)
 	for _, want := range []string{"2/2 pod pairs connected", "of underlay", "✓"} {
@@ -80,14 +48,14 @@ func TestLabRunCommand(t *testing.T) {
 	if strings.Contains(out, "✗") {
 		t.Errorf("matrix has a failed pair")
 	}
-	assertGone(t, name)
+	labtest.AssertGone(t, name)
 }
 
 // up, status, exec and down are separate processes: the lab lives on
 // between them, found through its state file.
 func TestLabCommandsAcrossProcesses(t *testing.T) {
 	name := config(t, "vxlan", 1, 2, 1).Name
-	t.Cleanup(func() { lab.Down(name) })
+	labtest.RemoveAtEnd(t, name)
 	run(t, "lab", "up", "--name", name, "--nodes", "2", "--pods-per-node", "1", "--backend", "vxlan")
 	status := run(t, "lab", "status", "--name", name)
 	if strings.Count(status, " yes ") != 2 || !strings.Contains(status, "n2-p1") {
@@ -105,20 +73,20 @@ func TestLabCommandsAcrossProcesses(t *testing.T) {
 		t.Errorf("a second up of the same lab: %v\n%s", err, out)
 	}
 	run(t, "lab", "down", "--name", name)
-	assertGone(t, name)
+	labtest.AssertGone(t, name)
 }
 
 // `weft lab down` cleans up after an up that was killed halfway, when
 // agents run but no state file says everything the lab made.
 func TestLabDownAfterCrashedUp(t *testing.T) {
 	name := config(t, "auto", 1, 3, 2).Name
-	t.Cleanup(func() { lab.Down(name) })
+	labtest.RemoveAtEnd(t, name)
 	up := weftCmd(t, "lab", "up", "--name", name, "--nodes", "3", "--pods-per-node", "2")
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "an agent of the lab runs", func() error {
-		for _, pid := range labPIDs(name) {
+	labtest.Eventually(t, 30*time.Second, "an agent of the lab runs", func() error {
+		for _, pid := range labtest.Processes(name) {
 			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); bytes.Contains(b, []byte("agent")) {
 				return nil
 			}
@@ -128,9 +96,9 @@ func TestLabDownAfterCrashedUp(t *testing.T) {
 	up.Process.Signal(syscall.SIGKILL)
 	up.Wait()
 	os.Remove(lab.Dir(name) + "/state.json")
-	if len(labPIDs(name)) == 0 {
+	if len(labtest.Processes(name)) == 0 {
 		t.Fatal("nothing of the lab runs after the crash: the test would prove nothing")
 	}
 	run(t, "lab", "down", "--name", name)
-	assertGone(t, name)
+	labtest.AssertGone(t, name)
 }

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/store"
 )
 
@@ -25,7 +26,7 @@ func TestLabHostGW(t *testing.T)          { suite(t, store.BackendHostGW, 1) }
 func TestLabVXLAN(t *testing.T)           { suite(t, store.BackendVXLAN, 1) }
 func TestLabAutoTwoSegments(t *testing.T) { suite(t, store.BackendAuto, 2) }
 func suite(t *testing.T, backend string, segments int) {
-	l := up(t, config(t, backend, segments, 3, 2))
+	l := labtest.Up(t, config(t, backend, segments, 3, 2))
 	t.Run("matrix", func(t *testing.T) {
 		fullMatrix(t, l)
 		checkPaths(t, l)
@@ -78,7 +79,7 @@ func expectedPath(l *lab.Lab, a, b *lab.NodeState) string {
 func checkPaths(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	for _, a := range l.Nodes {
-		k := kernel(t, l, a.Name)
+		k := labtest.Kernel(t, l, a.Name)
 		for _, b := range l.Nodes {
 			if a == b {
 				continue
@@ -113,57 +114,11 @@ func stream(t *testing.T, from, to *lab.PodState, count int, interval time.Durat
 	return p
 }
 
-// etcdOutage stops the datastore for 30 s: pods keep talking without a
-// packet lost, agents keep running, no node's kernel state changes; when
-// etcd is back every agent is ready again.
+// etcdOutage stops the datastore for 30 s (labtest.DatastoreOutage: no
+// echo lost, agents alive, kernel state unchanged, every agent ready
+// again); then the agents follow the datastore again.
 func etcdOutage(t *testing.T, l *lab.Lab) {
-	before := map[string]string{}
-	for _, n := range l.Nodes {
-		before[n.Name] = kernel(t, l, n.Name).String()
-	}
-	if err := l.StopDatastore(); err != nil {
-		t.Fatal(err)
-	}
-	restarted := false
-	defer func() {
-		if !restarted {
-			l.StartDatastore(context.Background())
-		}
-	}()
-	// Two streams across nodes for the whole outage: 100 echoes, 300 ms apart.
-	s1 := stream(t, podOn(t, l, "n1"), podOn(t, l, "n3"), 100, 300*time.Millisecond)
-	s2 := stream(t, podOn(t, l, "n2"), podOn(t, l, "n1"), 100, 300*time.Millisecond)
-	for _, s := range []*lab.PingRun{s1, s2} {
-		r, err := s.Wait()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Lost() != 0 {
-			t.Errorf("pod traffic during the etcd outage: %d of %d echoes lost", r.Lost(), r.Sent)
-		}
-	}
-	for _, n := range l.Nodes {
-		if ok, err := l.AgentAlive(n.Name); !ok {
-			t.Errorf("agent of %s did not survive the outage: %v", n.Name, err)
-		}
-		if after := kernel(t, l, n.Name).String(); after != before[n.Name] {
-			t.Errorf("node %s's kernel state changed during the outage:\nbefore\n%s\nafter\n%s", n.Name, before[n.Name], after)
-		}
-	}
-	if err := l.StartDatastore(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	restarted = true
-	back := time.Now()
-	for _, n := range l.Nodes {
-		eventually(t, 30*time.Second, "agent of "+n.Name+" ready after etcd returned", func() error {
-			ok, err := l.AgentReady(context.Background(), n.Name)
-			if err == nil && !ok {
-				err = fmt.Errorf("/readyz is not 200")
-			}
-			return err
-		})
-	}
+	back := labtest.DatastoreOutage(t, l)
 	// The agents follow the datastore again: a peer record written now
 	// is programmed by every node, and its removal too.
 	peerAppearsEverywhere(t, l)
@@ -194,7 +149,7 @@ func peerAppearsEverywhere(t *testing.T, l *lab.Lab) {
 	routed := func(want bool) func() error {
 		return func() error {
 			for _, n := range l.Nodes {
-				has := len(kernel(t, l, n.Name).Mentioning(peer.Subnet.String())) > 0
+				has := len(labtest.Kernel(t, l, n.Name).Mentioning(peer.Subnet.String())) > 0
 				if has != want {
 					return fmt.Errorf("node %s routes %s: %t", n.Name, peer.Subnet, has)
 				}
@@ -202,11 +157,11 @@ func peerAppearsEverywhere(t *testing.T, l *lab.Lab) {
 			return nil
 		}
 	}
-	eventually(t, 30*time.Second, "every node programs a new peer", routed(true))
+	labtest.Eventually(t, 30*time.Second, "every node programs a new peer", routed(true))
 	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete(subnetKey), clientv3.OpDelete(nodeKey)).Commit(); err != nil {
 		t.Fatalf("delete peer record: %v", err)
 	}
-	eventually(t, 30*time.Second, "every node forgets a removed peer", routed(false))
+	labtest.Eventually(t, 30*time.Second, "every node forgets a removed peer", routed(false))
 }
 
 // leave removes a node and waits until no peer holds a route, neighbour
@@ -224,7 +179,7 @@ func leave(t *testing.T, l *lab.Lab, node string) {
 	for _, p := range l.Nodes {
 		if p.Name != node {
 			peers = append(peers, p.Name)
-			if len(kernel(t, l, p.Name).Mentioning(traces...)) == 0 {
+			if len(labtest.Kernel(t, l, p.Name).Mentioning(traces...)) == 0 {
 				t.Fatalf("peer %s holds nothing for %s before it leaves: the check below would prove nothing", p.Name, node)
 			}
 		}
@@ -235,7 +190,7 @@ func leave(t *testing.T, l *lab.Lab, node string) {
 	if err := l.CleanupNode(context.Background(), node); err != nil {
 		t.Fatal(err)
 	}
-	k := kernel(t, l, node)
+	k := labtest.Kernel(t, l, node)
 	for _, line := range k.Lines {
 		if strings.Contains(line, "weft") || strings.Contains(line, " proto=87 ") {
 			t.Errorf("left on %s after cleanup: %s", node, line)
@@ -249,8 +204,8 @@ func leave(t *testing.T, l *lab.Lab, node string) {
 	}
 	datastoreReachable(t, l)
 	for _, p := range peers {
-		eventually(t, 15*time.Second, "peer "+p+" forgets "+node, func() error {
-			if left := kernel(t, l, p).Mentioning(traces...); len(left) > 0 {
+		labtest.Eventually(t, 15*time.Second, "peer "+p+" forgets "+node, func() error {
+			if left := labtest.Kernel(t, l, p).Mentioning(traces...); len(left) > 0 {
 				return fmt.Errorf("still there:\n%s", strings.Join(left, "\n"))
 			}
 			return nil
@@ -263,10 +218,10 @@ func leave(t *testing.T, l *lab.Lab, node string) {
 // stream into that node and restarts it: no echo is lost, and once the
 // new agent is ready the node's kernel state is what it was.
 func kill9(t *testing.T, l *lab.Lab, from, node string) {
-	before := kernel(t, l, node).String()
-	s := stream(t, podOn(t, l, from), podOn(t, l, node), 300, 10*time.Millisecond)
+	before := labtest.Kernel(t, l, node).String()
+	s := stream(t, labtest.PodOn(t, l, from), labtest.PodOn(t, l, node), 300, 10*time.Millisecond)
 	// The kill must land inside the stream, after traffic flows.
-	eventually(t, 5*time.Second, "the stream flows", func() error {
+	labtest.Eventually(t, 5*time.Second, "the stream flows", func() error {
 		if s.Received() < 20 {
 			return fmt.Errorf("%d replies", s.Received())
 		}
@@ -283,7 +238,7 @@ func kill9(t *testing.T, l *lab.Lab, from, node string) {
 		t.Fatal(err)
 	}
 	t.Logf("agent of %s killed and ready again in %s", node, time.Since(killed).Round(time.Millisecond))
-	if after := kernel(t, l, node).String(); after != before {
+	if after := labtest.Kernel(t, l, node).String(); after != before {
 		t.Errorf("kernel state of %s after the restart differs:\nbefore\n%s\nafter\n%s", node, before, after)
 	}
 	if s.Received() == 300 {
@@ -296,7 +251,7 @@ func kill9(t *testing.T, l *lab.Lab, from, node string) {
 	if r.Lost() != 0 {
 		t.Errorf("%d of %d echoes lost across the agent's kill -9 and restart", r.Lost(), r.Sent)
 	}
-	if after := kernel(t, l, node).String(); after != before {
+	if after := labtest.Kernel(t, l, node).String(); after != before {
 		t.Errorf("kernel state of %s after the stream differs:\nbefore\n%s\nafter\n%s", node, before, after)
 	}
 }
@@ -357,7 +312,7 @@ func vtepMACChange(t *testing.T, l *lab.Lab, node string) {
 	follows := func(mac, old string) func(p string) func() error {
 		return func(p string) func() error {
 			return func() error {
-				k := kernel(t, l, p)
+				k := labtest.Kernel(t, l, p)
 				neigh := fmt.Sprintf("neigh dev=weft.vxlan ip=%s lladdr=%s ", vxlanAddr(n.Subnet), mac)
 				fdb := fmt.Sprintf("fdb dev=weft.vxlan mac=%s dst=%s ", mac, n.UnderlayIP)
 				var have []string
@@ -377,7 +332,7 @@ func vtepMACChange(t *testing.T, l *lab.Lab, node string) {
 		}
 	}
 	for _, p := range peers {
-		eventually(t, 15*time.Second, p+" follows "+node+"'s new VTEP MAC", follows(fake, real)(p))
+		labtest.Eventually(t, 15*time.Second, p+" follows "+node+"'s new VTEP MAC", follows(fake, real)(p))
 	}
 	if err := l.StartAgent(node); err != nil {
 		t.Fatal(err)
@@ -387,7 +342,7 @@ func vtepMACChange(t *testing.T, l *lab.Lab, node string) {
 		t.Fatal(err)
 	}
 	for _, p := range peers {
-		eventually(t, 15*time.Second, p+" follows "+node+"'s republished VTEP MAC", follows(real, fake)(p))
+		labtest.Eventually(t, 15*time.Second, p+" follows "+node+"'s republished VTEP MAC", follows(real, fake)(p))
 	}
 	fullMatrix(t, l)
 }
@@ -399,7 +354,7 @@ func TestLabCIDRExhausted(t *testing.T) {
 	cfg := config(t, store.BackendAuto, 1, 3, 0)
 	cfg.ClusterCIDR = netipPrefix("10.244.0.0/23")
 	cfg.ReadyTimeout = 20 * time.Second
-	t.Cleanup(func() { lab.Down(cfg.Name) })
+	labtest.RemoveAtEnd(t, cfg.Name)
 	_, err := lab.Up(context.Background(), cfg)
 	if err == nil {
 		t.Fatal("lab up with 3 nodes in a /23 of /24 subnets succeeded")

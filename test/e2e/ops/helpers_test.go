@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"github.com/weftnet/weft/internal/agentapi"
 	"github.com/weftnet/weft/internal/doctor"
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/testbin"
 )
@@ -32,74 +31,10 @@ import (
 // is left.
 func up(t *testing.T, backend string, nodes int) *lab.Lab {
 	t.Helper()
-	weft, err := testbin.Path("weft")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cni, err := testbin.Path("weft-cni")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := lab.DefaultConfig()
-	cfg.Name = fmt.Sprintf("wtd%06d", rand.IntN(1e6))
-	cfg.WeftBin, cfg.CNIBin = weft, cni
+	cfg := labtest.Config(t, "wtd")
 	cfg.Backend, cfg.Nodes, cfg.PodsPerNode = backend, nodes, 1
 	cfg.ReadyTimeout = 45 * time.Second
-	before := hostNetwork(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			if l, err := lab.Open(cfg.Name, nil); err == nil {
-				for _, n := range l.Nodes {
-					if b, err := os.ReadFile(n.AgentLog); err == nil {
-						t.Logf("agent log of %s:\n%s", n.Name, tail(string(b), 20))
-					}
-				}
-			}
-		}
-		if err := lab.Down(cfg.Name); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-		if left, _ := netns.List(cfg.Name + "-"); len(left) > 0 {
-			t.Errorf("namespaces left after down: %v", left)
-		}
-		if after := hostNetwork(t); after != before {
-			t.Errorf("the host's namespace changed:\nbefore\n%s\nafter\n%s", before, after)
-		}
-	})
-	l, err := lab.Up(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
-	return l
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// hostNetwork is the host namespace's addresses and routes.
-func hostNetwork(t *testing.T) string {
-	t.Helper()
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, a := range addrs {
-		fmt.Fprintln(&b, a.IPNet)
-	}
-	for _, r := range routes {
-		fmt.Fprintln(&b, r.Dst, r.Gw, r.LinkIndex)
-	}
-	return b.String()
+	return labtest.Up(t, cfg)
 }
 
 // weftOn runs `weft ARGS` on a lab node the way an operator does, through
@@ -217,7 +152,7 @@ func setLink(t *testing.T, nsName, link string, change func(netlink.Link) error)
 func waitReachable(t *testing.T, l *lab.Lab, node string, peers ...string) {
 	t.Helper()
 	for _, peer := range peers {
-		eventually(t, 15*time.Second, node+"'s agent reaching "+peer, func() error {
+		labtest.Eventually(t, 15*time.Second, node+"'s agent reaching "+peer, func() error {
 			p, err := peerState(t, l, node, peer)
 			if err == nil && p.State != agentapi.Reachable {
 				err = fmt.Errorf("%s is %s (%s)", peer, p.State, p.LastError)
@@ -243,20 +178,4 @@ func peerState(t *testing.T, l *lab.Lab, node, peer string) (agentapi.Peer, erro
 		}
 	}
 	return agentapi.Peer{}, fmt.Errorf("no peer %s in %s", peer, out)
-}
-
-// eventually polls cond until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

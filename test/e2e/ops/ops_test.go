@@ -19,6 +19,7 @@ import (
 	"github.com/weftnet/weft/internal/agentapi"
 	"github.com/weftnet/weft/internal/doctor"
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/preflight"
@@ -94,7 +95,7 @@ func peerCutOff(t *testing.T, l *lab.Lab) {
 			return err
 		}
 	}
-	eventually(t, 15*time.Second, "n2 reachable before the cut", want(agentapi.Reachable))
+	labtest.Eventually(t, 15*time.Second, "n2 reachable before the cut", want(agentapi.Reachable))
 
 	setLink(t, l.Underlay, "n2", netlink.LinkSetDown)
 	restored := false
@@ -105,7 +106,7 @@ func peerCutOff(t *testing.T, l *lab.Lab) {
 		}
 	}
 	defer restore()
-	eventually(t, 15*time.Second, "weft peers on n1 showing n2 unreachable", want(agentapi.Unreachable))
+	labtest.Eventually(t, 15*time.Second, "weft peers on n1 showing n2 unreachable", want(agentapi.Unreachable))
 	out, _ := weftOn(t, l, "n1", "peers")
 	if !strings.Contains(out, "UNREACHABLE") {
 		t.Errorf("weft peers does not show the cut-off peer:\n%s", out)
@@ -124,7 +125,7 @@ func peerCutOff(t *testing.T, l *lab.Lab) {
 	}
 
 	restore()
-	eventually(t, 20*time.Second, "n2 reachable again", want(agentapi.Reachable))
+	labtest.Eventually(t, 20*time.Second, "n2 reachable again", want(agentapi.Reachable))
 }
 
 // A pod's container goes without a CNI DEL (its namespace, and with it
@@ -140,7 +141,7 @@ func leakedAddress(t *testing.T, l *lab.Lab) {
 		t.Fatal(err)
 	}
 	var leak doctor.Finding
-	eventually(t, 15*time.Second, "doctor reporting the leak", func() error {
+	labtest.Eventually(t, 15*time.Second, "doctor reporting the leak", func() error {
 		rep, _ := runDoctor(t, l, "n1")
 		for _, f := range rep.Findings {
 			if f.Check == "IPAM" && f.Result == doctor.Fail && strings.Contains(f.Detail, pod.IP.String()) {
