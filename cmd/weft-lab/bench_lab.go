@@ -22,7 +22,7 @@ func benchFlags(name string, rounds int) (*flag.FlagSet, *labbench.Options, *str
 	o := &labbench.Options{Out: os.Stdout, Log: os.Stderr}
 	fs := flag.NewFlagSet("weft bench "+name, flag.ContinueOnError)
 	fs.IntVar(&o.Rounds, "rounds", rounds, "interleaved rounds; figures are their medians")
-	binDir := fs.String("bin-dir", "", "directory holding weft and weft-cni (default: this binary's directory)")
+	binDir := fs.String("bin-dir", "", "directory holding weft, weft-cni and weft-lab (default: this binary's directory)")
 	return fs, o, binDir
 }
 

@@ -31,20 +31,12 @@ const labUsage = `usage: weft lab up|status|down|run|exec [flags]
   down    remove everything the lab made (also after a crashed up)
   run     up, connectivity matrix, throughput, down (exit 1 unless the
           matrix is full)
-  exec    weft lab exec [--name NAME] NODE|POD -- CMD...: run CMD in a
-          node's or pod's network namespace
+  exec    weft lab exec [--name NAME] NODE|POD|ul -- CMD...: run CMD in a
+          node's or pod's network namespace, or the underlay's (ul)
 
 Run 'weft lab SUBCOMMAND -h' for its flags.`
 
 func runLab(args []string) error {
-	err := runLabSub(args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	return err
-}
-
-func runLabSub(args []string) error {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, labUsage)
 		return errors.New("no lab subcommand given")
@@ -80,7 +72,7 @@ func labFlags(name string, cfg *lab.Config) (*flag.FlagSet, *string) {
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "subnet lease TTL")
 	fs.DurationVar(&cfg.ReadyTimeout, "timeout", cfg.ReadyTimeout, "how long to wait for agents and for full connectivity")
 	fs.String("cluster-cidr", cfg.ClusterCIDR.String(), "cluster CIDR the nodes' subnets are leased from")
-	binDir := fs.String("bin-dir", "", "directory holding weft and weft-cni (default: this binary's directory)")
+	binDir := fs.String("bin-dir", "", "directory holding weft, weft-cni and weft-lab (default: this binary's directory)")
 	fs.Func("datastore", "lab datastore: "+strings.Join(lab.DatastoreKinds, " or ")+" (default etcd)", func(v string) error { cfg.Datastore = v; return nil })
 	return fs, binDir
 }
@@ -109,7 +101,6 @@ func parseLabConfig(name string, args []string) (lab.Config, error) {
 		dir = filepath.Dir(exe)
 	}
 	cfg.WeftBin = filepath.Join(dir, "weft")
-	cfg.LabBin = filepath.Join(dir, "weft-lab")
 	cfg.CNIBin = filepath.Join(dir, "weft-cni")
 	cfg.Log = os.Stderr
 	return cfg, nil
@@ -258,14 +249,14 @@ func labExec(args []string) error {
 		return err
 	}
 	if len(rest) < 2 {
-		return errors.New("usage: weft lab exec [--name NAME] NODE|POD -- CMD [ARGS...]")
+		return errors.New("usage: weft lab exec [--name NAME] NODE|POD|ul -- CMD [ARGS...]")
 	}
 	target, cmdArgs := rest[0], rest[1:]
 	if cmdArgs[0] == "--" {
 		cmdArgs = cmdArgs[1:]
 	}
 	if len(cmdArgs) == 0 {
-		return errors.New("usage: weft lab exec [--name NAME] NODE|POD -- CMD [ARGS...]")
+		return errors.New("usage: weft lab exec [--name NAME] NODE|POD|ul -- CMD [ARGS...]")
 	}
 	l, err := lab.Open(name, nil)
 	if err != nil {
@@ -293,7 +284,7 @@ func labExec(args []string) error {
 }
 
 func runLabDatastore(args []string) error {
-	fs := flag.NewFlagSet("weft "+lab.DatastoreCommand, flag.ContinueOnError)
+	fs := flag.NewFlagSet("weft-lab "+lab.DatastoreCommand, flag.ContinueOnError)
 	listen := fs.String("listen", "", "client address IP:PORT (the underlay bridge's)")
 	dataDir := fs.String("data-dir", "", "etcd data directory")
 	if err := fs.Parse(args); err != nil {

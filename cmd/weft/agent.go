@@ -76,6 +76,8 @@ func runAgent(args []string) error {
 		NodeName: *nodeName, Backend: *backend, MTU: *mtu,
 		DataDir: *dataDir, RunDir: *runDir, CNIConfDir: *confDir, CNIBinDir: *binDir,
 		HealthAddr: *healthAddr, Resync: *resync, Logger: log,
+		// agentops below answers probes on this port; the record says so.
+		ProbePort: names.ProbePort,
 	}
 	var err error
 	if cfg.ClusterCIDR, err = netip.ParsePrefix(*cidr); err != nil {

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/weftnet/weft/internal/cnibench"
 )
@@ -46,7 +43,7 @@ func runBenchCNI(args []string) error {
 	if err := cnibench.EnsureReference(*refDir, os.Stderr); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	return cnibench.Run(ctx, cnibench.Options{
 		Pods: *pods, Workers: ws, Rounds: *rounds,

@@ -24,7 +24,7 @@ func printPeers(w io.Writer, ps []agentapi.Peer) {
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tUNDERLAY\tSUBNET\tPATH\tWHY\tPODS\tRTT\tSINCE")
+	fmt.Fprintln(tw, "NAME\tUNDERLAY\tSUBNET\tPATH\tWHY\tSTATE\tRTT\tSINCE")
 	down, unreachable := 0, 0
 	for _, p := range ps {
 		state, rtt := p.State, "-"

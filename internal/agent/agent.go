@@ -191,22 +191,33 @@ func (a *Agent) acquire(ctx context.Context) (store.Lease, error) {
 	}
 }
 
+// leaseCheck is how often a lease that never expires (a Kubernetes
+// podCIDR) is checked all the same: the node's Node may have been deleted
+// (the subnet is then lost) or its record wiped (it is then republished).
+const leaseCheck = time.Minute
+
+// nextRenewal is when lease l is renewed next: at a third of its TTL, or
+// after leaseCheck when it does not expire.
+func nextRenewal(l store.Lease) time.Time {
+	if l.Expires.IsZero() {
+		return time.Now().Add(leaseCheck)
+	}
+	return time.Now().Add(time.Until(l.Expires) / 3)
+}
+
 // keepLease publishes the node's record until that works and renews the
-// lease at a third of its TTL. Only a lease lost to another node is an
+// lease (see nextRenewal). Only a lease lost to another node is an
 // error: while the datastore is down it retries every few seconds and
 // leaves the datapath as it is.
 func (a *Agent) keepLease(ctx context.Context, l store.Lease, rec store.Node, published bool) error {
 	const retry = 2 * time.Second
-	renewAt := time.Now().Add(time.Until(l.Expires) / 3)
+	renewAt := nextRenewal(l)
 	for {
 		if !published {
 			published = a.publish(ctx, rec)
 		}
-		if l.Expires.IsZero() && published {
-			return nil // the datastore does not expire leases
-		}
 		wait := retry
-		if !l.Expires.IsZero() && (published || time.Until(renewAt) < wait) {
+		if published || time.Until(renewAt) < wait {
 			wait = time.Until(renewAt)
 		}
 		select {
@@ -214,10 +225,13 @@ func (a *Agent) keepLease(ctx context.Context, l store.Lease, rec store.Node, pu
 			return nil
 		case <-time.After(wait):
 		}
-		if l.Expires.IsZero() || time.Now().Before(renewAt) {
+		if time.Now().Before(renewAt) {
 			continue
 		}
 		nl, err := a.cfg.Store.RenewLease(ctx, l)
+		if ctx.Err() != nil {
+			return nil // stopping: not a datastore failure
+		}
 		if m := a.cfg.Metrics; m != nil {
 			m.LeaseRenewed(err)
 			if err != nil {
@@ -226,19 +240,23 @@ func (a *Agent) keepLease(ctx context.Context, l store.Lease, rec store.Node, pu
 		}
 		switch {
 		case errors.Is(err, store.ErrLeaseLost):
-			return fmt.Errorf("node %s lost its subnet %s: the lease lapsed before it was renewed and another node holds the subnet now; restart the agent to lease a new one (%w)", a.cfg.NodeName, l.Subnet, err)
+			// (etcd: the lease lapsed and another node claimed the subnet;
+			// Kubernetes: the Node was deleted or got another podCIDR.)
+			return fmt.Errorf("node %s lost its subnet %s; restart the agent to lease a new one: %w", a.cfg.NodeName, l.Subnet, err)
 		case err != nil:
 			a.log.Warn("cannot renew the subnet lease; the datapath stays as it is; retrying", "err", err, "expires", l.Expires)
 			renewAt = time.Now().Add(retry)
 		default:
 			l = nl
 			a.update(func(s *Status) { s.Lease = &nl })
-			renewAt = time.Now().Add(time.Until(l.Expires) / 3)
+			renewAt = nextRenewal(l)
 			if published {
 				// A no-op when the record is there; brings it back if the
-				// datastore lost it.
+				// datastore lost it. A failure is retried every few
+				// seconds above rather than at the next renewal.
 				if err := a.cfg.Store.Publish(ctx, rec); err != nil {
-					a.log.Warn("cannot republish the node record", "err", err)
+					a.log.Warn("cannot republish the node record; retrying", "err", err)
+					published = false
 				}
 			}
 		}

@@ -162,6 +162,10 @@ func Serve(ctx context.Context, runDir string, p Provider) error {
 		return err
 	}
 	srv := &http.Server{Handler: Handler(p), ReadHeaderTimeout: 5 * time.Second}
+	// Ending the shutdown goroutine's wait when Serve fails on its own
+	// reports that failure now, not when the agent stops.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -171,6 +175,7 @@ func Serve(ctx context.Context, runDir string, p Provider) error {
 		srv.Shutdown(sctx)
 	}()
 	err = srv.Serve(l)
+	cancel()
 	<-done
 	os.Remove(SocketPath(runDir))
 	if errors.Is(err, http.ErrServerClosed) {

@@ -45,7 +45,7 @@ func Ensure(name string, gw netip.Prefix, mtu int) (*netlink.Bridge, error) {
 	if err := ensureAddr(br, gw); err != nil {
 		return nil, err
 	}
-	if br.OperState != netlink.OperUp && br.Flags&net.FlagUp == 0 {
+	if br.Flags&net.FlagUp == 0 {
 		if err := netlink.LinkSetUp(br); err != nil {
 			return nil, fmt.Errorf("set %s up: %w", name, err)
 		}

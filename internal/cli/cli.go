@@ -5,6 +5,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -85,6 +87,11 @@ func (s *Set) Main() {
 		os.Exit(2)
 	}
 	if err := s.Run(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			// The command's flag set has printed its flags: asking for
+			// help is not a failure.
+			os.Exit(0)
+		}
 		fmt.Fprintf(os.Stderr, "%s %s: %v\n", s.Prog, args[0], err)
 		os.Exit(1)
 	}

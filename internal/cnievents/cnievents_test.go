@@ -54,6 +54,8 @@ func TestSendWithoutListenerIsHarmless(t *testing.T) {
 	}
 }
 
+// A file left at the socket's path by an earlier agent is replaced, and
+// the new socket is the one that receives.
 func TestListenReplacesStaleSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.sock")
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
@@ -63,5 +65,14 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Close()
+	defer l.Close()
+	Send(path, Event{Verb: "GC", OK: true})
+	select {
+	case got := <-l.Events():
+		if got.Verb != "GC" || !got.OK {
+			t.Fatalf("got %+v, want the GC event", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the replacing socket received nothing within 5s")
+	}
 }

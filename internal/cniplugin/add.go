@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/ipam"
+	"golang.org/x/sys/unix"
 )
 
 func cmdAdd(args *skel.CmdArgs) (err error) {
@@ -55,19 +56,19 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		}
 	}()
 
-	hostName := hostVethName(args.ContainerID, args.IfName)
+	hostName := HostVethName(args.ContainerID, args.IfName)
 	host, podLink, created, err := attach(c, br, pod, args, hostName, lease)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if !ok && created {
-			if rerr := deleteLinkByName(hostName); rerr != nil {
+			if rerr := deleteLinkByName(hostName); rerr != nil && !isGone(rerr) {
 				err = withRollbackError(err, fmt.Errorf("remove %s: %w", hostName, rerr))
 			}
 		}
 	}()
-	if err := configurePod(pod, podLink, c, lease); err != nil {
+	if err := configurePod(pod, podLink, c, lease, !created); err != nil {
 		return err
 	}
 	ok = true
@@ -105,7 +106,7 @@ func attach(c *Config, br *netlink.Bridge, pod *podNS, args *skel.CmdArgs, hostN
 	// A host end without its pod end in this namespace is left from an
 	// attempt into another namespace: replace it.
 	if old, err := netlink.LinkByName(hostName); err == nil && old.Type() == "veth" {
-		if err := netlink.LinkDel(old); err != nil {
+		if err := netlink.LinkDel(old); err != nil && !isGone(err) {
 			return nil, nil, false, fmt.Errorf("remove stale %s: %w", hostName, err)
 		}
 	}
@@ -119,8 +120,11 @@ func attach(c *Config, br *netlink.Bridge, pod *podNS, args *skel.CmdArgs, hostN
 	}
 	podLink, err = pod.h.LinkByName(args.IfName)
 	if err != nil {
-		deleteLinkByName(hostName)
-		return nil, nil, false, fmt.Errorf("find %s in %s after creating it: %w", args.IfName, args.Netns, err)
+		err = fmt.Errorf("find %s in %s after creating it: %w", args.IfName, args.Netns, err)
+		if rerr := deleteLinkByName(hostName); rerr != nil && !isGone(rerr) {
+			err = withRollbackError(err, fmt.Errorf("remove %s: %w", hostName, rerr))
+		}
+		return nil, nil, false, err
 	}
 	la := netlink.NewLinkAttrs()
 	la.Name, la.HardwareAddr, la.MTU, la.MasterIndex = hostName, spec.hostMAC, c.MTU, br.Index
@@ -130,8 +134,16 @@ func attach(c *Config, br *netlink.Bridge, pod *podNS, args *skel.CmdArgs, hostN
 
 // configurePod gives the pod end its address and default route and sets
 // it up. Each step replaces what is there, so a retried ADD is harmless.
-func configurePod(pod *podNS, link netlink.Link, c *Config, lease ipam.Lease) error {
+// On an interface an earlier ADD made (existing), any other IPv4 address
+// goes: the lease may have changed since (GC, a new subnet), and an old
+// address left on the pod would collide with the pod that gets it next.
+func configurePod(pod *podNS, link netlink.Link, c *Config, lease ipam.Lease, existing bool) error {
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: lease.Addr.AsSlice(), Mask: net.CIDRMask(c.Subnet.Bits(), 32)}}
+	if existing {
+		if err := removeOtherAddrs(pod, link, addr); err != nil {
+			return err
+		}
+	}
 	if err := pod.h.AddrReplace(link, addr); err != nil {
 		return fmt.Errorf("add %s to %s in the pod: %w", addr.IPNet, link.Attrs().Name, err)
 	}
@@ -149,17 +161,32 @@ func configurePod(pod *podNS, link netlink.Link, c *Config, lease ipam.Lease) er
 	return nil
 }
 
-func result(c *Config, args *skel.CmdArgs, br *netlink.Bridge, host, podLink netlink.Link, lease ipam.Lease) *current.Result {
-	hostMac := host.Attrs().HardwareAddr
-	if hostMac == nil {
-		hostMac = hostMAC(args.ContainerID, args.IfName)
+func removeOtherAddrs(pod *podNS, link netlink.Link, keep *netlink.Addr) error {
+	addrs, err := pod.h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s in the pod: %w", link.Attrs().Name, err)
 	}
+	for _, a := range addrs {
+		if a.IPNet.String() == keep.IPNet.String() {
+			continue
+		}
+		if err := pod.h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("remove stale %s from %s in the pod: %w", a.IPNet, link.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// result is ADD's answer, built from the bridge Ensure returned and the
+// links attach made or found, each with its MAC: a retried ADD answers
+// exactly as the first one did.
+func result(c *Config, args *skel.CmdArgs, br *netlink.Bridge, host, podLink netlink.Link, lease ipam.Lease) *current.Result {
 	gw := net.IP(c.Gateway.AsSlice())
 	return &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{
-			{Name: c.Bridge, Mac: bridge.MAC(c.Gateway).String()},
-			{Name: host.Attrs().Name, Mac: hostMac.String(), Mtu: c.MTU},
+			{Name: c.Bridge, Mac: br.HardwareAddr.String()},
+			{Name: host.Attrs().Name, Mac: host.Attrs().HardwareAddr.String(), Mtu: c.MTU},
 			{Name: args.IfName, Mac: podLink.Attrs().HardwareAddr.String(), Mtu: c.MTU, Sandbox: args.Netns},
 		},
 		IPs: []*current.IPConfig{{
@@ -184,4 +211,10 @@ func isPair(host, pod netlink.Link) bool {
 func isNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf)
+}
+
+// isGone reports that a link removal failed only because the link was
+// already gone: a lookup says LinkNotFoundError, a removal ENODEV.
+func isGone(err error) bool {
+	return isNotFound(err) || errors.Is(err, unix.ENODEV)
 }

@@ -23,7 +23,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if c.RawPrevResult == nil {
 		return invalidConfig("CHECK needs prevResult")
 	}
-	if err := version.ParsePrevResult(&c.NetConf.NetConf); err != nil {
+	if err := version.ParsePrevResult(&c.NetConf); err != nil {
 		return invalidConfig(fmt.Sprintf("prevResult: %v", err))
 	}
 	prev, err := current.NewResultFromResult(c.PrevResult)
@@ -54,7 +54,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err != nil || br.Type() != "bridge" {
 		return failed("bridge %s is missing", c.Bridge)
 	}
-	hostName := hostVethName(args.ContainerID, args.IfName)
+	hostName := HostVethName(args.ContainerID, args.IfName)
 	host, err := netlink.LinkByName(hostName)
 	if err != nil {
 		return failed("host veth %s is missing", hostName)

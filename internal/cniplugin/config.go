@@ -26,9 +26,11 @@ type NetConf struct {
 	EventsSocket string `json:"eventsSocket,omitempty"`
 }
 
-// Config is a NetConf with its defaults filled in and checked.
+// Config is a NetConf with its defaults filled in and checked: the CNI
+// keys as decoded, weft's own keys parsed (not beside their raw copies,
+// which would leave two Bridge and two Subnet fields to confuse).
 type Config struct {
-	NetConf
+	types.NetConf
 	Bridge  string
 	Subnet  netip.Prefix
 	Gateway netip.Addr
@@ -92,7 +94,7 @@ func load(stdin []byte, needSubnet bool) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{NetConf: *nc, Bridge: nc.Bridge, DataDir: nc.DataDir, MTU: nc.MTU}
+	c := &Config{NetConf: nc.NetConf, Bridge: nc.Bridge, DataDir: nc.DataDir, MTU: nc.MTU}
 	if c.DataDir == "" {
 		c.DataDir = names.DataDir
 	}

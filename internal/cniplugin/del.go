@@ -16,7 +16,7 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	hostName := hostVethName(args.ContainerID, args.IfName)
+	hostName := HostVethName(args.ContainerID, args.IfName)
 	// Deleting the host end takes the pod end with it. The veth goes
 	// before the address, so the address is never handed out while the
 	// old pod still holds it.
@@ -41,7 +41,7 @@ func deleteVeth(name string) error {
 	if l.Type() != "veth" {
 		return fmt.Errorf("%s is a %s, not weft's veth: not removing it", name, l.Type())
 	}
-	if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
+	if err := netlink.LinkDel(l); err != nil && !isGone(err) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
 	return nil

@@ -10,9 +10,10 @@ import (
 	"github.com/weftnet/weft/internal/names"
 )
 
-// cmdGC releases every lease and removes every host-side veth on the
-// network's bridge that belongs to no attachment in
-// cni.dev/valid-attachments.
+// cmdGC removes every host-side veth on the network's bridge and releases
+// every lease that belongs to no attachment in cni.dev/valid-attachments.
+// The veths go first, as in DEL: a released address may be handed to a
+// new pod at once, and must not still be held by an orphan.
 func cmdGC(args *skel.CmdArgs) error {
 	c, err := load(args.StdinData, false)
 	if err != nil {
@@ -22,18 +23,27 @@ func cmdGC(args *skel.CmdArgs) error {
 	keep := map[string]bool{}
 	for _, a := range c.ValidAttachments {
 		valid[ipam.Key{ContainerID: a.ContainerID, IfName: a.IfName}] = true
-		keep[hostVethName(a.ContainerID, a.IfName)] = true
+		keep[HostVethName(a.ContainerID, a.IfName)] = true
+	}
+	if err := removeOrphanVeths(c.Bridge, keep); err != nil {
+		return err
 	}
 	store := ipam.OpenForRelease(c.IPAMDir)
 	if _, err := store.Retain(func(k ipam.Key) bool { return valid[k] }); err != nil {
 		return withCode(ErrStore, fmt.Errorf("gc leases: %w", err))
 	}
-	br, err := netlink.LinkByName(c.Bridge)
+	return nil
+}
+
+// removeOrphanVeths removes the veths on bridge with weft's prefix that
+// are not in keep. A missing bridge has no ports to remove.
+func removeOrphanVeths(bridge string, keep map[string]bool) error {
+	br, err := netlink.LinkByName(bridge)
 	if isNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("gc: look up %s: %w", c.Bridge, err)
+		return fmt.Errorf("gc: look up %s: %w", bridge, err)
 	}
 	links, err := netlink.LinkList()
 	if err != nil {
@@ -44,7 +54,7 @@ func cmdGC(args *skel.CmdArgs) error {
 		if l.Type() != "veth" || a.MasterIndex != br.Attrs().Index || !strings.HasPrefix(a.Name, names.VethPrefix) || keep[a.Name] {
 			continue
 		}
-		if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
+		if err := netlink.LinkDel(l); err != nil && !isGone(err) {
 			return fmt.Errorf("gc: remove orphan veth %s: %w", a.Name, err)
 		}
 	}

@@ -9,11 +9,11 @@ import (
 	"github.com/weftnet/weft/internal/names"
 )
 
-// hostVethName is the host end's name: the veth prefix and a hash of the
-// attachment, so that DEL and GC find it from the container id and
-// interface alone, and two attachments never share a name. It is 15
-// bytes, the kernel's limit.
-func hostVethName(containerID, ifname string) string {
+// HostVethName is the host end's name: the veth prefix and a hash of the
+// attachment, so that DEL, GC and weft doctor find it from the container
+// id and interface alone, and two attachments never share a name. It is
+// 15 bytes, the kernel's limit.
+func HostVethName(containerID, ifname string) string {
 	sum := sha256.Sum256([]byte(containerID + "\x00" + ifname))
 	return names.VethPrefix + hex.EncodeToString(sum[:])[:15-len(names.VethPrefix)]
 }

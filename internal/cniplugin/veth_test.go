@@ -12,21 +12,21 @@ func TestHostVethName(t *testing.T) {
 	seen := map[string]bool{}
 	for _, id := range []string{"a", "b", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"} {
 		for _, ifname := range []string{"eth0", "net1"} {
-			n := hostVethName(id, ifname)
+			n := HostVethName(id, ifname)
 			if len(n) != 15 || !strings.HasPrefix(n, names.VethPrefix) {
-				t.Errorf("hostVethName(%q, %q) = %q", id, ifname, n)
+				t.Errorf("HostVethName(%q, %q) = %q", id, ifname, n)
 			}
-			if n != hostVethName(id, ifname) {
-				t.Errorf("hostVethName(%q, %q) is not stable", id, ifname)
+			if n != HostVethName(id, ifname) {
+				t.Errorf("HostVethName(%q, %q) is not stable", id, ifname)
 			}
 			if seen[n] {
-				t.Errorf("hostVethName(%q, %q) = %q collides", id, ifname, n)
+				t.Errorf("HostVethName(%q, %q) = %q collides", id, ifname, n)
 			}
 			seen[n] = true
 		}
 	}
 	// The separator keeps ("ab","c") and ("a","bc") apart.
-	if hostVethName("ab", "c") == hostVethName("a", "bc") {
+	if HostVethName("ab", "c") == HostVethName("a", "bc") {
 		t.Error("attachments differing only in where id ends share a name")
 	}
 }

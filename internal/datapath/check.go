@@ -89,6 +89,24 @@ func (d *Datapath) Check(peers []store.Node) (Drift, error) {
 			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice + " MAC",
 				Have: vx.Attrs().HardwareAddr.String(), Want: mac.String()})
 		}
+		if mtu := d.PodMTU(); vx.Attrs().MTU != mtu {
+			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice + " MTU",
+				Have: fmt.Sprint(vx.Attrs().MTU), Want: fmt.Sprint(mtu)})
+		}
+		// EnsureDevice leaves exactly the VTEP address on the device: an
+		// older subnet's would answer for another node's subnet.
+		addrs, err := d.h.AddrList(vx, netlink.FAMILY_V4)
+		if err != nil {
+			return drift, fmt.Errorf("list addresses of %s: %w", names.VXLANDevice, err)
+		}
+		have := make([]string, 0, len(addrs))
+		for _, a := range addrs {
+			have = append(have, a.IPNet.String())
+		}
+		if want := VTEPAddr(d.cfg.Subnet).String() + "/32"; len(have) != 1 || have[0] != want {
+			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice + " address",
+				Have: fmt.Sprint(have), Want: want})
+		}
 		if vx.Attrs().Flags&net.FlagUp == 0 {
 			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice, Have: "down", Want: "up"})
 		}

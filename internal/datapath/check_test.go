@@ -105,13 +105,48 @@ func TestWtdCheckNamesMissingStaleAndWrongEntries(t *testing.T) {
 		t.Logf("%s", e)
 	}
 	// Check is read-only: a second look sees the same.
-	if again := c.check(t, "a"); !same(entries(again.Missing), got["missing"]) || !same(entries(again.Stale), got["stale"]) {
+	if again := c.check(t, "a"); !same(entries(again.Missing), got["missing"]) || !same(entries(again.Stale), got["stale"]) ||
+		!same(entries(again.Wrong), got["wrong"]) {
 		t.Errorf("a second check differs: %+v", again)
 	}
 
 	c.reconcile(t, "a", c.peers())
 	if d := c.check(t, "a"); !d.Clean() {
 		t.Errorf("after a reconcile: %+v", d)
+	}
+
+	// The device's MTU and its VTEP address are Reconcile's too.
+	c.topo.Nodes["a"].Do(t, func() error {
+		vx, err := netlink.LinkByName(names.VXLANDevice)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetMTU(vx, vx.Attrs().MTU-10); err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(vx, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if err := netlink.AddrDel(vx, &a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	d = c.check(t, "a")
+	wantWrong := []string{"device " + names.VXLANDevice + " MTU", "device " + names.VXLANDevice + " address"}
+	sort.Strings(wantWrong)
+	// Removing the device's last address makes the kernel flush the
+	// routes and neighbours through it as well.
+	wantMissing := []string{"neighbour " + cc.Subnet.Addr().String(), "route " + cc.Subnet.String()}
+	if got := entries(d.Wrong); !same(got, wantWrong) || !same(entries(d.Missing), wantMissing) || len(d.Stale) > 0 {
+		t.Errorf("with a wrong MTU and no VTEP address: wrong %v (want %v), missing %v (want %v), stale %v", got, wantWrong, d.Missing, wantMissing, d.Stale)
+	}
+	c.reconcile(t, "a", c.peers())
+	if d := c.check(t, "a"); !d.Clean() {
+		t.Errorf("after repairing the device: %+v", d)
 	}
 
 	// Without the VXLAN device, everything on it is missing too.
@@ -123,7 +158,7 @@ func TestWtdCheckNamesMissingStaleAndWrongEntries(t *testing.T) {
 		return netlink.LinkDel(vx)
 	})
 	d = c.check(t, "a")
-	wantMissing := []string{"device " + names.VXLANDevice, "fdb " + cc.VTEPMAC, "neighbour " + cc.Subnet.Addr().String(), "route " + cc.Subnet.String()}
+	wantMissing = []string{"device " + names.VXLANDevice, "fdb " + cc.VTEPMAC, "neighbour " + cc.Subnet.Addr().String(), "route " + cc.Subnet.String()}
 	if got := entries(d.Missing); !same(got, wantMissing) || len(d.Stale)+len(d.Wrong) > 0 {
 		t.Errorf("without the VXLAN device: missing %v (want %v), stale %v, wrong %v", got, wantMissing, d.Stale, d.Wrong)
 	}

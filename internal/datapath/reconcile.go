@@ -32,17 +32,13 @@ type Result struct {
 // a failing entry and returns every failure joined.
 func (d *Datapath) Reconcile(peers []store.Node) (Result, error) {
 	var res Result
-	mac, err := d.EnsureDevice()
+	vx, err := d.ensureDevice()
 	if err != nil {
 		return res, err
 	}
 	vxIndex := 0
-	if mac != nil {
-		link, err := d.h.LinkByName(names.VXLANDevice)
-		if err != nil {
-			return res, fmt.Errorf("look up %s: %w", names.VXLANDevice, err)
-		}
-		vxIndex = link.Attrs().Index
+	if vx != nil {
+		vxIndex = vx.Attrs().Index
 	}
 	want := d.plan(peers, vxIndex)
 	res.Peers = want.peers

@@ -31,6 +31,16 @@ func VTEPAddr(subnet netip.Prefix) netip.Addr { return subnet.Masked().Addr() }
 // A device that is already right is left alone, so that a restart does not
 // interrupt traffic. It returns the VTEP MAC, nil without VXLAN.
 func (d *Datapath) EnsureDevice() (net.HardwareAddr, error) {
+	link, err := d.ensureDevice()
+	if link == nil || err != nil {
+		return nil, err
+	}
+	return VTEPMAC(d.cfg.UnderlayIP), nil
+}
+
+// ensureDevice is EnsureDevice returning the device itself (nil without
+// VXLAN), so that Reconcile need not look it up a second time.
+func (d *Datapath) ensureDevice() (netlink.Link, error) {
 	if !d.UsesVXLAN() {
 		return nil, removeDevice(d.h)
 	}
@@ -92,7 +102,7 @@ func (d *Datapath) EnsureDevice() (net.HardwareAddr, error) {
 			return nil, fmt.Errorf("set %s up: %w", names.VXLANDevice, err)
 		}
 	}
-	return mac, nil
+	return link, nil
 }
 
 // mismatch says why an existing device cannot be kept, "" if it can.

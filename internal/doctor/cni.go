@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/weftnet/weft/internal/agentapi"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/weftnet/weft/internal/agentapi"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/nodestate"
 )
@@ -105,17 +105,19 @@ func ReleaseLeaks(ctx context.Context, o Options) ([]Released, error) {
 	if o.RunDir == "" {
 		o.RunDir = names.RunDir
 	}
+	// The same directories, subnet and reading that Run reports from, so
+	// that exactly what it called a leak is released.
 	var dirs agentapi.Dirs
+	var subnet netip.Prefix
 	if st, err := agentapi.NewClient(o.RunDir).Status(ctx); err == nil {
-		dirs = st.Dirs
+		dirs, subnet = st.Dirs, st.Subnet
 	}
 	o.defaults(dirs)
-	var subnet netip.Prefix
-	if st, err := nodestate.Read(o.DataDir); err == nil {
-		subnet = st.Subnet
+	if !subnet.IsValid() {
+		if ns, err := nodestate.Read(o.DataDir); err == nil {
+			subnet = ns.Subnet
+		}
 	}
-	// The same reading doctor reports from, so that exactly what it
-	// called a leak is released.
 	st, err := readIPAM(o, subnet)
 	if err != nil {
 		return nil, err

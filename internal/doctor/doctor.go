@@ -83,11 +83,9 @@ type Options struct {
 
 // defaults fills what the caller left empty: first from the directories the
 // running agent reports (so doctor looks where the agent and its plugin
-// do), then from Weft's standard paths.
+// do), then from Weft's standard paths. RunDir is set already: it is how
+// the agent was asked.
 func (o *Options) defaults(agent agentapi.Dirs) {
-	if o.RunDir == "" {
-		o.RunDir = names.RunDir
-	}
 	if o.DataDir == "" {
 		o.DataDir = agent.Data
 	}

@@ -2,7 +2,6 @@ package doctor
 
 import (
 	"fmt"
-	"github.com/weftnet/weft/internal/agentapi"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/internal/agentapi"
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/cniplugin"
 	"github.com/weftnet/weft/internal/ipam"
@@ -34,8 +34,14 @@ func TestIPAMLeaksAndOrphans(t *testing.T) {
 	o := Options{DataDir: t.TempDir()}
 	o.defaults(agentapi.Dirs{})
 	dir := filepath.Join(o.DataDir, "ipam", names.NetworkName)
-	store, _ := ipam.Open(dir, subnet)
-	old, _ := ipam.Open(dir, netip.MustParsePrefix("10.213.0.0/24"))
+	store, err := ipam.Open(dir, subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := ipam.Open(dir, netip.MustParsePrefix("10.213.0.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, a := range []struct {
 		s  *ipam.Store
 		id string

@@ -32,6 +32,36 @@ func table() *nftables.Table {
 	return &nftables.Table{Name: names.NFTable, Family: nftables.TableFamilyINet}
 }
 
+// chains returns Weft's two base chains of table t.
+func chains(t *nftables.Table) (nat, fwd *nftables.Chain) {
+	accept := nftables.ChainPolicyAccept
+	nat = &nftables.Chain{Name: chainNAT, Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource}
+	fwd = &nftables.Chain{Name: chainForward, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept}
+	return nat, fwd
+}
+
+// sameChain compares what the rules' tags cannot show: a forward chain
+// whose policy was set to drop, or a chain moved to another hook, would
+// otherwise pass as in sync and never be repaired.
+func sameChain(have, want *nftables.Chain) bool {
+	return have.Type == want.Type && samePtr(have.Hooknum, want.Hooknum) &&
+		samePtr(have.Priority, want.Priority) && policy(have) == policy(want)
+}
+
+func samePtr[T comparable](a, b *T) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
+// policy is a base chain's policy; the kernel's default is accept.
+func policy(c *nftables.Chain) nftables.ChainPolicy {
+	if c.Policy == nil {
+		return nftables.ChainPolicyAccept
+	}
+	return *c.Policy
+}
+
 // rules returns the chains' rules for clusterCIDR. Each rule carries a tag
 // in its user data that says what it is and for which CIDR, which is how
 // InSync recognises a table that is already right.
@@ -100,11 +130,9 @@ func Ensure(clusterCIDR netip.Prefix) error {
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
-	accept := nftables.ChainPolicyAccept
-	nat := c.AddChain(&nftables.Chain{Name: chainNAT, Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
-	fwd := c.AddChain(&nftables.Chain{Name: chainForward, Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	nat, fwd := chains(t)
+	c.AddChain(nat)
+	c.AddChain(fwd)
 	for _, r := range rules(t, nat, fwd, clusterCIDR) {
 		c.AddRule(r)
 	}
@@ -114,8 +142,8 @@ func Ensure(clusterCIDR netip.Prefix) error {
 	return nil
 }
 
-// InSync reports whether Weft's table holds exactly the rules for
-// clusterCIDR.
+// InSync reports whether Weft's table holds exactly the chains and rules
+// for clusterCIDR.
 func InSync(clusterCIDR netip.Prefix) (bool, error) {
 	c, err := nftables.New()
 	if err != nil {
@@ -125,20 +153,21 @@ func InSync(clusterCIDR netip.Prefix) (bool, error) {
 	if err != nil || t == nil {
 		return false, err
 	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	listed, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return false, fmt.Errorf("list nftables chains: %w", err)
 	}
 	byName := map[string]*nftables.Chain{}
 	n := 0
-	for _, ch := range chains {
+	for _, ch := range listed {
 		if ch.Table.Name == t.Name {
 			byName[ch.Name] = ch
 			n++
 		}
 	}
 	nat, fwd := byName[chainNAT], byName[chainForward]
-	if n != 2 || nat == nil || fwd == nil {
+	wantNAT, wantFwd := chains(t)
+	if n != 2 || nat == nil || fwd == nil || !sameChain(nat, wantNAT) || !sameChain(fwd, wantFwd) {
 		return false, nil
 	}
 	var have []*nftables.Rule

@@ -108,6 +108,30 @@ func TestWtaMasqueradeOnlyLeavingTheClusterCIDRAndReplaceAtomically(t *testing.T
 		}
 		return firewall.Ensure(cidr) // idempotent
 	})
+	// A forward chain whose policy was turned to drop behind Weft's back
+	// is not in sync, and Ensure puts it back.
+	a.Do(t, func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		drop := nftables.ChainPolicyDrop
+		c.AddChain(&nftables.Chain{Name: "forward", Table: &nftables.Table{Name: names.NFTable, Family: nftables.TableFamilyINet},
+			Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("set the forward policy to drop: %w", err)
+		}
+		if ok, err := firewall.InSync(cidr); err != nil || ok {
+			return fmt.Errorf("InSync with a drop policy = %v, %v", ok, err)
+		}
+		if err := firewall.Ensure(cidr); err != nil {
+			return err
+		}
+		if ok, err := firewall.InSync(cidr); err != nil || !ok {
+			return fmt.Errorf("InSync after repairing the policy = %v, %v", ok, err)
+		}
+		return nil
+	})
 	if ts, n := tables(t, a); n != 3 || len(ts) != 2 {
 		t.Fatalf("after Ensure twice: tables %v, %d Weft rules; want wtaother and weft with 3 rules", ts, n)
 	}

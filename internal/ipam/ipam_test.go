@@ -172,10 +172,10 @@ func TestConcurrentAllocationsAreDistinct(t *testing.T) {
 
 func TestCorruptStoreIsAnError(t *testing.T) {
 	s := open(t, "10.9.5.0/24")
-	if err := os.MkdirAll(s.Dir(), 0o700); err != nil {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(s.Dir(), leasesFile), []byte("{nope"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(s.dir, leasesFile), []byte("{nope"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Allocate("c1", "eth0"); err == nil {

@@ -49,9 +49,6 @@ func OpenForRelease(dir string) *Store { return &Store{dir: dir} }
 
 var errNoSubnet = errors.New("ipam store opened for release only cannot allocate")
 
-// Dir is where the store keeps its files.
-func (s *Store) Dir() string { return s.dir }
-
 // Allocate returns the attachment's lease, making one if it has none. The
 // same attachment always gets the same address back, so a retried ADD is
 // answered exactly as the first one. existed reports that the lease was

@@ -20,14 +20,11 @@ import (
 	"google.golang.org/grpc"
 )
 
-// DatastoreCommand is the hidden `weft` subcommand that runs the lab's
+// DatastoreCommand is the hidden weft-lab subcommand that runs the lab's
 // embedded etcd (RunEtcd) inside the underlay namespace.
-const datastoreCommand = "lab-datastore"
+const DatastoreCommand = "lab-datastore"
 
-// DatastoreCommand names the hidden subcommand for cmd/weft.
-const DatastoreCommand = datastoreCommand
-
-// etcdDatastore is a single-member etcd, embedded in a `weft
+// etcdDatastore is a single-member etcd, embedded in a `weft-lab
 // lab-datastore` process of its own in the underlay namespace and
 // listening only on the underlay bridge's address, so that every node
 // reaches it over the lab's underlay and the host's namespace cannot.
@@ -50,7 +47,7 @@ func (e *etcdDatastore) Start(ctx context.Context) error {
 		return fmt.Errorf("datastore already runs (pid %d)", d.PID)
 	}
 	listen := net.JoinHostPort(s.DatastoreIP().String(), strconv.Itoa(datastorePort))
-	if _, err := e.lab.startDatastoreProcess("etcd", []string{s.LabBin, datastoreCommand, "--listen", listen, "--data-dir", d.DataDir}); err != nil {
+	if _, err := e.lab.startDatastoreProcess("etcd", []string{s.LabBin, DatastoreCommand, "--listen", listen, "--data-dir", d.DataDir}); err != nil {
 		return err
 	}
 	dial := DialIn(s.Underlay)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -57,7 +58,7 @@ func (l *Lab) Throughput(ctx context.Context, fromNS, toNS string, dst netip.Add
 		}
 		// The server may not listen yet: iperf3 then fails at once.
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return 0, fmt.Errorf("iperf3 %s → %s: %v %v %s", fromNS, dst, err, perr, bytes.TrimSpace(errb.Bytes()))
+			return 0, fmt.Errorf("iperf3 %s → %s: %w %s", fromNS, dst, errors.Join(err, perr), bytes.TrimSpace(errb.Bytes()))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -32,12 +32,12 @@ import (
 	"github.com/weftnet/weft/internal/kubetest"
 )
 
-// KubeCommand is the hidden `weft` subcommand that runs the lab's
+// KubeCommand is the hidden weft-lab subcommand that runs the lab's
 // Kubernetes control plane (RunKube) inside the underlay namespace.
 const KubeCommand = "lab-kube"
 
 // kubeDatastore is a real Kubernetes control plane (etcd, kube-apiserver,
-// kube-controller-manager with node IPAM) supervised by a `weft lab-kube`
+// kube-controller-manager with node IPAM) supervised by a `weft-lab lab-kube`
 // process in the underlay namespace, the API server listening on the
 // underlay bridge's address. The lab plays kubelet: it registers a Node
 // for every node before its agent starts, and the controller-manager gives

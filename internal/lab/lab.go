@@ -359,11 +359,12 @@ func (l *Lab) CleanupNode(ctx context.Context, name string) error {
 		return err
 	}
 	var errs []error
-	for len(n.Pods) > 0 {
-		if err := l.DelPod(ctx, n.Pods[0].Name); err != nil {
-			errs = append(errs, err)
-			netns.Delete(n.Pods[0].Netns)
-			n.Pods = n.Pods[1:]
+	// DelPod drops a pod from n.Pods when it succeeds; one it fails on is
+	// dropped here, its namespace removed without CNI.
+	for _, p := range slices.Clone(n.Pods) {
+		if err := l.DelPod(ctx, p.Name); err != nil {
+			errs = append(errs, err, netns.Delete(p.Netns))
+			n.Pods = slices.DeleteFunc(n.Pods, func(x *PodState) bool { return x == p })
 		}
 	}
 	if err := l.StopAgent(name, syscall.SIGTERM); err != nil {

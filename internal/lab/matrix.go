@@ -10,12 +10,13 @@ import (
 )
 
 // Matrix is the connectivity of every pod to every other: OK[i][j] says
-// whether every echo from Pods[i] to Pods[j] came back.
+// whether every echo from Pods[i] to Pods[j] came back; Sent and Lost
+// count the echoes each pair's ping actually sent and missed.
 type Matrix struct {
 	Pods []*PodState
 	OK   [][]bool
+	Sent [][]int
 	Lost [][]int
-	Sent int
 }
 
 // Full reports whether every pod reached every other.
@@ -38,9 +39,10 @@ func (m *Matrix) Failures() []string {
 // all pairs at once (each source's pings are independent sockets).
 func (l *Lab) CheckMatrix(ctx context.Context, count int) (*Matrix, error) {
 	pods := l.Pods()
-	m := &Matrix{Pods: pods, Sent: count, OK: make([][]bool, len(pods)), Lost: make([][]int, len(pods))}
+	m := &Matrix{Pods: pods, OK: make([][]bool, len(pods)), Sent: make([][]int, len(pods)), Lost: make([][]int, len(pods))}
 	for i := range pods {
 		m.OK[i] = make([]bool, len(pods))
+		m.Sent[i] = make([]int, len(pods))
 		m.Lost[i] = make([]int, len(pods))
 	}
 	var wg sync.WaitGroup
@@ -61,7 +63,7 @@ func (l *Lab) CheckMatrix(ctx context.Context, count int) (*Matrix, error) {
 					firstErr = err
 				}
 				m.OK[i][j] = err == nil && r.Received == count
-				m.Lost[i][j] = r.Lost()
+				m.Sent[i][j], m.Lost[i][j] = r.Sent, r.Lost()
 			}()
 		}
 	}
@@ -122,13 +124,14 @@ func (m *Matrix) Print(w io.Writer) {
 	}
 	pairs := len(m.Pods) * (len(m.Pods) - 1)
 	f := m.Failures()
-	lost := 0
+	sent, lost := 0, 0
 	for i := range m.Lost {
 		for j := range m.Lost[i] {
+			sent += m.Sent[i][j]
 			lost += m.Lost[i][j]
 		}
 	}
-	fmt.Fprintf(w, "%d/%d pod pairs connected, %d ICMP echoes sent, %d lost\n", pairs-len(f), pairs, pairs*m.Sent, lost)
+	fmt.Fprintf(w, "%d/%d pod pairs connected, %d ICMP echoes sent, %d lost\n", pairs-len(f), pairs, sent, lost)
 	if len(f) > 0 {
 		fmt.Fprintf(w, "not connected: %s\n", strings.Join(f, ", "))
 	}

@@ -65,8 +65,13 @@ func (p *PingRun) Wait() (PingResult, error) {
 
 // StartPing starts a Ping in the background.
 func StartPing(ctx context.Context, nsName string, dst netip.Addr, count int, interval, wait time.Duration) (*PingRun, error) {
-	if count <= 0 || count > 100000 {
-		return nil, fmt.Errorf("ping count %d out of range", count)
+	// The sequence number is 16 bits: past 65536 echoes, replies could no
+	// longer be matched to their requests.
+	if count <= 0 || count > 1<<16 {
+		return nil, fmt.Errorf("ping count %d: want 1 to %d", count, 1<<16)
+	}
+	if interval <= 0 {
+		return nil, fmt.Errorf("ping interval %s: want more than 0", interval)
 	}
 	var conn net.PacketConn
 	err := ns.WithNetNSPath(netns.Path(nsName), func(ns.NetNS) error {

@@ -114,8 +114,8 @@ func signalWait(pid int, sig syscall.Signal, timeout time.Duration) error {
 // labProcesses finds every process that belongs to the lab, whatever
 // recorded it or failed to: those whose network namespace is one of the
 // lab's (agents, the datastore, iperf3 servers), and those whose command
-// line is a Weft agent or datastore naming the lab's directory. This is how down cleans up after a
-// crashed up.
+// line is a Weft agent or datastore naming the lab's directory. This is
+// how down cleans up after a crashed up.
 func labProcesses(name string) ([]int, error) {
 	nsNames, err := netns.List(name + "-")
 	if err != nil {
@@ -150,7 +150,7 @@ func labProcesses(name string) ([]int, error) {
 			continue
 		}
 		argv := strings.Split(string(cmdline), "\x00")
-		if len(argv) > 1 && (argv[1] == "agent" || argv[1] == datastoreCommand) && strings.Contains(string(cmdline), dirArg) {
+		if len(argv) > 1 && (argv[1] == "agent" || argv[1] == DatastoreCommand) && strings.Contains(string(cmdline), dirArg) {
 			pids = append(pids, pid)
 		}
 	}

@@ -24,7 +24,6 @@ func Join(ctx context.Context, o Options) error {
 		return withLab(ctx, hcfg, func(hg *lab.Lab) error {
 			labs := []*lab.Lab{vx, hg}
 			got := make([][]time.Duration, len(labs))
-			parts := make([][3]time.Duration, 0)
 			for round := 0; round < o.Rounds; round++ {
 				for i, l := range labs {
 					d, p, err := joinOnce(ctx, l)
@@ -32,7 +31,6 @@ func Join(ctx context.Context, o Options) error {
 						return fmt.Errorf("%s lab: %w", l.Backend, err)
 					}
 					got[i] = append(got[i], d)
-					parts = append(parts, p)
 					fmt.Fprintf(o.Log, "round %d: %-8s join %s (configured %s, pod attached %s, first reply %s)\n",
 						round+1, l.Backend, d.Round(time.Millisecond), p[0].Round(time.Millisecond), p[1].Round(time.Millisecond), p[2].Round(time.Millisecond))
 				}

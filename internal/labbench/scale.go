@@ -261,7 +261,7 @@ func Scale(ctx context.Context, o Options, peers int) error {
 		fmt.Fprintf(w, "  running agent: written → programmed %6.0f ms (%.0f–%.0f)\n", ms(median(watch)), ms(lo), ms(hi))
 		lo, hi = minMax(cold)
 		fmt.Fprintf(w, "  cold start: agent start → programmed %5.0f ms (%.0f–%.0f)\n", ms(median(cold)), ms(lo), ms(hi))
-		fmt.Fprintf(w, "  agent RSS: %.1f MiB with no peer, %.1f MiB with %d (running agent), %.1f MiB (cold-started agent); ratio %.2f\n",
+		fmt.Fprintf(w, "  agent RSS: %.1f MiB with no peer, %.1f MiB with %d (running agent), %.1f MiB (cold-started agent); running agent with/without peers %.2f\n",
 			float64(rss0)/1024, median(rssWatch)/1024, peers, median(rssCold)/1024, median(rssWatch)/float64(rss0))
 		return nil
 	})

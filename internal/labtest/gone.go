@@ -49,11 +49,15 @@ func Processes(name string) []int {
 	return pids
 }
 
-// HostNetwork is the host namespace's addresses and routes, of every
-// family: a lab must never change them (it gives the host no address and
-// no route to one).
+// HostNetwork is the host namespace's interfaces, and its addresses and
+// routes of every family: a lab must never change them (it gives the host
+// no interface, no address and no route to one).
 func HostNetwork(t testing.TB) string {
 	t.Helper()
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +67,9 @@ func HostNetwork(t testing.TB) string {
 		t.Fatal(err)
 	}
 	var b strings.Builder
+	for _, l := range links {
+		fmt.Fprintln(&b, l.Type(), l.Attrs().Name)
+	}
 	for _, a := range addrs {
 		fmt.Fprintln(&b, a.IPNet)
 	}

@@ -33,7 +33,7 @@ type Metrics struct {
 	leaseRenewals    *prometheus.CounterVec
 	datastoreErrors  *prometheus.CounterVec
 	probeRTT         *prometheus.GaugeVec
-	cniEventsDropped prometheus.Counter
+	cniEventsInvalid prometheus.Counter
 	datastoreUp      prometheus.Gauge
 }
 
@@ -102,7 +102,7 @@ func New() *Metrics {
 			Name: "weft_peer_probe_rtt_seconds",
 			Help: "Last round trip of the agent's probe to a peer's bridge over the pod network.",
 		}, []string{"peer"}),
-		cniEventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+		cniEventsInvalid: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_cni_events_invalid_total",
 			Help: "CNI events from the plugin that could not be counted (unknown verb).",
 		}),
@@ -120,7 +120,7 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		m.peers, m.peersDown, m.reconcile, m.reconcileErrors, m.datapathEntries, m.datapathChanges,
 		m.ipamUsed, m.ipamFree, m.cniRequests, m.cniDuration, m.leaseRenewals, m.datastoreErrors,
-		m.probeRTT, m.cniEventsDropped, m.datastoreUp, build,
+		m.probeRTT, m.cniEventsInvalid, m.datastoreUp, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -218,7 +218,7 @@ func (m *Metrics) DatastoreError(op string) {
 // ObserveCNI records one plugin invocation.
 func (m *Metrics) ObserveCNI(verb string, ok bool, d time.Duration) {
 	if !knownVerb(verb) {
-		m.cniEventsDropped.Inc()
+		m.cniEventsInvalid.Inc()
 		return
 	}
 	r := ResultSuccess

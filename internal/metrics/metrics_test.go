@@ -111,6 +111,7 @@ func TestAgentMetricsAreExposed(t *testing.T) {
 	m.LeaseRenewed(nil)
 	m.LeaseRenewed(errors.New("etcd: timeout"))
 	m.DatastoreError("watch")
+	m.SetDatastoreUp(true)
 
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
@@ -122,13 +123,13 @@ func TestAgentMetricsAreExposed(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	text := string(body)
 	for _, want := range []string{
-		`weft_peers{state="reachable"} 3`, `weft_peers{state="unknown"} 0`, `weft_peers_down 1`,
+		`weft_peers{state="reachable"} 3`, `weft_peers{state="unreachable"} 1`, `weft_peers{state="unknown"} 0`, `weft_peers_down 1`,
 		`weft_peer_probe_rtt_seconds{peer="node-b"} 0.00025`,
 		`weft_reconcile_duration_seconds_count 2`, `weft_reconcile_errors_total 1`,
 		`weft_datapath_entries{kind="route"} 3`, `weft_datapath_changes_total{kind="fdb",op="add"} 2`,
 		`weft_ipam_addresses_used 4`, `weft_ipam_addresses_free 249`,
 		`weft_lease_renewals_total{result="success"} 1`, `weft_lease_renewals_total{result="error"} 1`,
-		`weft_datastore_errors_total{op="watch"} 1`, `weft_build_info{version=`, `go_goroutines`,
+		`weft_datastore_errors_total{op="watch"} 1`, `weft_datastore_up 1`, `weft_build_info{version=`, `go_goroutines`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("scrape lacks %q", want)

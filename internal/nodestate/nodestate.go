@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/weftnet/weft/internal/atomicfile"
+	"github.com/weftnet/weft/internal/ipam"
 )
 
 // FileName is the state file's name inside the data directory.
@@ -26,9 +27,9 @@ type State struct {
 	Backend     string       `json:"backend"`
 }
 
-// Gateway is the subnet's first address, which the bridge holds.
+// Gateway is the address the bridge holds, with the subnet's length.
 func (s State) Gateway() netip.Prefix {
-	return netip.PrefixFrom(s.Subnet.Masked().Addr().Next(), s.Subnet.Bits())
+	return netip.PrefixFrom(ipam.Gateway(s.Subnet), s.Subnet.Bits())
 }
 
 // Path is where the state lives for a data directory.

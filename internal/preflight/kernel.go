@@ -82,8 +82,9 @@ func tryVXLAN() error {
 	if err := netlink.LinkAdd(v); err != nil {
 		return fmt.Errorf("create a VXLAN device: %w", err)
 	}
-	// Up binds its UDP socket: the part that fails when the port's taken
-	// or UDP tunnels are missing.
+	// Up binds its UDP socket, which needs the kernel's UDP tunnel
+	// support: creating the device alone does not. (The port is always
+	// free in this fresh namespace; the port checks look at the node's.)
 	if err := netlink.LinkSetUp(v); err != nil {
 		netlink.LinkDel(v)
 		return fmt.Errorf("bring a VXLAN device up: %w", err)

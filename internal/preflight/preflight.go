@@ -48,14 +48,7 @@ type Report struct {
 }
 
 // Failed reports whether any check failed.
-func (r Report) Failed() bool {
-	for _, c := range r.Checks {
-		if c.Result == Fail {
-			return true
-		}
-	}
-	return false
-}
+func (r Report) Failed() bool { return r.Count(Fail) > 0 }
 
 // Count returns how many checks have the result.
 func (r Report) Count(res Result) int {

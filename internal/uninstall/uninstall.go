@@ -145,7 +145,11 @@ func removeFiles(o Options) ([]string, error) {
 	var removed []string
 	var errs []error
 	rm := func(path string, all bool) {
-		if err := safePath(path); err != nil {
+		check := safePath
+		if all {
+			check = func(p string) error { return safeTree(p, o.ConfDir, o.BinDir) }
+		}
+		if err := check(path); err != nil {
 			errs = append(errs, err)
 			return
 		}
@@ -171,19 +175,40 @@ func removeFiles(o Options) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// safePath refuses paths that would make a recursive removal a disaster
-// (a typo such as --data-dir / or an empty flag).
+// safePath refuses paths that would make a removal a disaster (a typo such
+// as --data-dir / or an empty flag).
 func safePath(p string) error {
 	clean := filepath.Clean(p)
-	if p == "" || !filepath.IsAbs(p) || clean == "/" || filepath.Dir(clean) == "/" && isSystemDir(clean) {
+	if p == "" || !filepath.IsAbs(p) || clean == "/" || isSystemDir(clean) {
 		return fmt.Errorf("refusing to remove %q: not a Weft path", p)
+	}
+	return nil
+}
+
+// safeTree is safePath for a directory removed with everything in it. A
+// directory right under a system directory is taken for Weft's only when
+// its name says so (/var/lib is not, /run/weft is), and a directory that
+// holds the CNI config or plugin directory would take other networks'
+// files with it.
+func safeTree(p string, keep ...string) error {
+	if err := safePath(p); err != nil {
+		return err
+	}
+	clean := filepath.Clean(p)
+	if isSystemDir(filepath.Dir(clean)) && !strings.Contains(filepath.Base(clean), "weft") {
+		return fmt.Errorf("refusing to remove %q and everything in it: a system directory, not Weft's", p)
+	}
+	for _, k := range keep {
+		if rel, err := filepath.Rel(clean, filepath.Clean(k)); k != "" && err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return fmt.Errorf("refusing to remove %q and everything in it: it holds the CNI directory %s", p, k)
+		}
 	}
 	return nil
 }
 
 func isSystemDir(p string) bool {
 	switch p {
-	case "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var":
+	case "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var":
 		return true
 	}
 	return false

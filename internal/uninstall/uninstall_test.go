@@ -222,8 +222,9 @@ func TestUninstallRemovesEveryTraceAndOnlyWefts(t *testing.T) {
 }
 
 func TestUninstallRefusesDangerousDirs(t *testing.T) {
-	for _, bad := range []string{"", "/", "/var", "relative/dir"} {
-		o := Options{ConfDir: t.TempDir(), BinDir: t.TempDir(), DataDir: bad, RunDir: t.TempDir()}
+	conf := t.TempDir()
+	for _, bad := range []string{"", "/", "/var", "relative/dir", "/var/lib", "/usr/lib", "/run/", filepath.Dir(conf)} {
+		o := Options{ConfDir: conf, BinDir: t.TempDir(), DataDir: bad, RunDir: t.TempDir()}
 		_, err := removeFiles(o)
 		if err == nil || !strings.Contains(err.Error(), "refusing") {
 			t.Errorf("data dir %q: err = %v, want a refusal", bad, err)

@@ -86,14 +86,19 @@ func assertAttached(t *testing.T, n *node, res *current.Result, pod, bridge stri
 	if res.IPs[0].Gateway.String() != gw.String() {
 		t.Errorf("gateway %s, want %s", res.IPs[0].Gateway, gw)
 	}
-	var host *current.Interface
+	var host, brIface, podIface *current.Interface
 	for _, i := range res.Interfaces {
-		if i.Sandbox == "" && i.Name != bridge {
+		switch {
+		case i.Sandbox != "":
+			podIface = i
+		case i.Name == bridge:
+			brIface = i
+		default:
 			host = i
 		}
 	}
-	if host == nil {
-		t.Fatalf("result names no host veth: %+v", res.Interfaces)
+	if host == nil || brIface == nil || podIface == nil {
+		t.Fatalf("result lacks the bridge, host veth or pod interface: %+v", res.Interfaces)
 	}
 	var br, veth netlink.Link
 	n.do(func() (err error) {
@@ -110,6 +115,11 @@ func assertAttached(t *testing.T, n *node, res *current.Result, pod, bridge stri
 	if len(host.Name) > 15 || host.Name[:4] != "weft" {
 		t.Errorf("host veth name %q", host.Name)
 	}
+	// The result's MACs are the kernel's, not what ADD meant to set.
+	if brIface.Mac != br.Attrs().HardwareAddr.String() || host.Mac != veth.Attrs().HardwareAddr.String() {
+		t.Errorf("result MACs bridge %s host %s, kernel has %s and %s",
+			brIface.Mac, host.Mac, br.Attrs().HardwareAddr, veth.Attrs().HardwareAddr)
+	}
 	err := inNS(pod, func() error {
 		l, err := netlink.LinkByName("eth0")
 		if err != nil {
@@ -117,6 +127,9 @@ func assertAttached(t *testing.T, n *node, res *current.Result, pod, bridge stri
 		}
 		if l.Attrs().MTU != mtu || l.Attrs().Flags&net.FlagUp == 0 {
 			return fmt.Errorf("eth0 mtu %d flags %v", l.Attrs().MTU, l.Attrs().Flags)
+		}
+		if podIface.Mac != l.Attrs().HardwareAddr.String() {
+			return fmt.Errorf("result gives eth0 MAC %s, it has %s", podIface.Mac, l.Attrs().HardwareAddr)
 		}
 		addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4)
 		if len(addrs) != 1 || addrs[0].IPNet.String() != netip.PrefixFrom(addr, subnet.Bits()).String() {

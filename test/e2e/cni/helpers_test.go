@@ -72,8 +72,14 @@ func newNode(t testing.TB) *node {
 		}
 	})
 	nd := &node{t: t, name: name, ns: n, dataDir: t.TempDir(), binDir: filepath.Dir(bin)}
-	nd.cni = libcni.NewCNIConfigWithCacheDir([]string{nd.binDir, refPluginDir}, t.TempDir(), nil)
+	nd.cni = freshClient(t, nd)
 	return nd
+}
+
+// freshClient is a libcni client for the node with a result cache of its
+// own: what another client cached is unknown to it.
+func freshClient(t testing.TB, n *node) *libcni.CNIConfig {
+	return libcni.NewCNIConfigWithCacheDir([]string{n.binDir, refPluginDir}, t.TempDir(), nil)
 }
 
 // do runs fn inside the node's namespace. A plugin that libcni starts from
@@ -122,6 +128,16 @@ func (n *node) netConf(version, subnet string, extra map[string]any) []byte {
 		n.t.Fatal(err)
 	}
 	return b
+}
+
+// libcniList wraps one plugin config in a network list, as GC and STATUS
+// take one.
+func libcniList(conf []byte) (*libcni.NetworkConfigList, error) {
+	c, err := libcni.ConfFromBytes(conf)
+	if err != nil {
+		return nil, err
+	}
+	return libcni.ConfListFromConf(c)
 }
 
 func (n *node) conf(version, subnet string, extra map[string]any) *libcni.NetworkConfig {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
@@ -138,6 +139,38 @@ func TestRetriedAddReturnsTheSameResult(t *testing.T) {
 		return nil
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// An address that is not the lease (one a lost lease left, say) does
+	// not survive a retried ADD: the pod holds exactly its lease.
+	if err := inNS(pod, func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		stale, _ := netlink.ParseAddr("10.99.11.200/24")
+		return netlink.AddrAdd(l, stale)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	third := n.mustAdd(conf, rt("retry", pod, "eth0"))
+	if podAddr(t, third) != podAddr(t, first) {
+		t.Fatalf("retried ADD moved the pod from %s to %s", podAddr(t, first), podAddr(t, third))
+	}
+	if err := inNS(pod, func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		if len(addrs) != 1 || addrs[0].IP.String() != podAddr(t, first).String() {
+			return fmt.Errorf("addresses after a retried ADD over a stale one: %v, want only %s", addrs, podAddr(t, first))
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	// A second interface of the same container is a new attachment.
@@ -304,7 +337,9 @@ func TestGCReleasesExactlyTheInvalid(t *testing.T) {
 	// A fresh cache: libcni would otherwise DEL the cached invalid
 	// attachments itself, and the plugin's GC would have nothing to do.
 	gcClient := freshClient(t, n)
-	if err := n.do(func() error { return gcClient.GCNetworkList(t.Context(), list, &gcArgs{ValidAttachments: valid}) }); err != nil {
+	if err := n.do(func() error {
+		return gcClient.GCNetworkList(t.Context(), list, &libcni.GCArgs{ValidAttachments: valid})
+	}); err != nil {
 		t.Fatalf("GC: %v", err)
 	}
 	leases := n.leases()

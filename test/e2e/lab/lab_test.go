@@ -128,7 +128,9 @@ func etcdOutage(t *testing.T, l *lab.Lab) {
 // peerAppearsEverywhere writes the record of a peer that does not exist
 // (an unused address on segment 1, a subnet no agent leases), waits until
 // every node routes its subnet, then deletes it and waits until no node
-// does. Nothing is ever sent to it.
+// does. Only the agents' probes (and their ARP requests) go towards it,
+// and they stay on the lab's underlay, where no namespace holds its
+// address.
 func peerAppearsEverywhere(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	cli, err := l.EtcdClient()

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,6 +76,13 @@ func mtuBlackHole(t *testing.T, l *lab.Lab) {
 	if f.Result != doctor.Fail || !strings.Contains(f.Detail, "MTU black hole") || !strings.Contains(f.Detail, fmt.Sprint(rep.MTU)) || f.Fix == "" {
 		t.Errorf("path MTU to n2 across a 1400-byte port: %+v", f)
 	}
+	// 1400 bytes fit the port; a probe lost twice on the way may make
+	// the bisection settle a little lower, never higher.
+	if m := largestRE.FindStringSubmatch(f.Detail); m == nil {
+		t.Errorf("path MTU to n2 does not say what gets through: %s", f.Detail)
+	} else if n, _ := strconv.Atoi(m[1]); n > 1400 || n < 1300 {
+		t.Errorf("largest packet through a 1400-byte port reported as %d bytes: %s", n, f.Detail)
+	}
 	t.Logf("doctor: %s\n  fix: %s", f.Detail, f.Fix)
 	if r := finding(t, rep, "reachability", "n2"); r.Result != doctor.OK {
 		t.Errorf("small probes to n2 should pass: %+v", r)
@@ -82,6 +91,8 @@ func mtuBlackHole(t *testing.T, l *lab.Lab) {
 		t.Errorf("path MTU to n3, whose port is untouched: %+v", f)
 	}
 }
+
+var largestRE = regexp.MustCompile(`the largest that gets through is (\d+) bytes`)
 
 // n2's underlay link goes down: n1's agent reports n2 unreachable in
 // `weft peers`, and doctor fails n2's reachability but not n3's.

@@ -3,6 +3,7 @@ package ops_test
 import (
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -76,6 +77,13 @@ func vxlanBlackHole(t *testing.T, l *lab.Lab) {
 	if ok || f.Result != doctor.Fail || !strings.Contains(f.Detail, "MTU black hole") || !strings.Contains(f.Fix, "VXLAN") {
 		t.Errorf("VXLAN path through an underlay that drops packets over 1480 bytes (exit ok=%v): %+v", ok, f)
 	}
+	// 1480 bytes on the underlay carry a 1430-byte pod packet and the 50
+	// bytes of VXLAN around it.
+	if m := largestRE.FindStringSubmatch(f.Detail); m == nil {
+		t.Errorf("path MTU to n2 does not say what gets through: %s", f.Detail)
+	} else if n, _ := strconv.Atoi(m[1]); n > 1430 || n < 1330 {
+		t.Errorf("largest pod packet through a 1480-byte underlay reported as %d bytes: %s", n, f.Detail)
+	}
 	t.Logf("doctor: %s\n  fix: %s", f.Detail, f.Fix)
 }
 
@@ -110,14 +118,11 @@ func vxlanDrift(t *testing.T, l *lab.Lab) {
 	// between the breakage and doctor's look leaves nothing to find, so
 	// the breakage is made again, up to three times.
 	var rep doctor.Report
+	var ok bool
 	var missing, extra *doctor.Finding
 	for try := 0; try < 3 && (missing == nil || extra == nil); try++ {
 		inNS(t, n1.Netns, breakIt)
-		var ok bool
 		rep, ok = runDoctor(t, l, "n1")
-		if ok {
-			t.Errorf("doctor exited 0 with drift")
-		}
 		missing, extra = nil, nil
 		for i, f := range rep.Findings {
 			switch {
@@ -130,6 +135,9 @@ func vxlanDrift(t *testing.T, l *lab.Lab) {
 	}
 	if missing == nil || extra == nil {
 		t.Fatalf("drift not named: %s", show(rep))
+	}
+	if ok {
+		t.Errorf("doctor exited 0 with drift")
 	}
 	if missing.Peer != "n2" || missing.Result != doctor.Fail || missing.Fix == "" || extra.Fix == "" {
 		t.Errorf("drift findings: %+v, %+v", *missing, *extra)
