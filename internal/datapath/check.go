@@ -99,13 +99,13 @@ func (d *Datapath) Check(peers []store.Node) (Drift, error) {
 		if err != nil {
 			return drift, fmt.Errorf("list addresses of %s: %w", names.VXLANDevice, err)
 		}
-		have := make([]string, 0, len(addrs))
+		held := make([]string, 0, len(addrs))
 		for _, a := range addrs {
-			have = append(have, a.IPNet.String())
+			held = append(held, a.IPNet.String())
 		}
-		if want := VTEPAddr(d.cfg.Subnet).String() + "/32"; len(have) != 1 || have[0] != want {
+		if want := VTEPAddr(d.cfg.Subnet).String() + "/32"; len(held) != 1 || held[0] != want {
 			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice + " address",
-				Have: fmt.Sprint(have), Want: want})
+				Have: fmt.Sprint(held), Want: want})
 		}
 		if vx.Attrs().Flags&net.FlagUp == 0 {
 			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice, Have: "down", Want: "up"})
