@@ -97,8 +97,9 @@ func runAgent(args []string) error {
 	if *dsName == "" && !*cleanup {
 		return fmt.Errorf("--datastore is required (%s)", datastoreNames())
 	}
+	var endpoint string
 	if *dsName != "" {
-		if cfg.Store, err = openDatastore(ctx, *dsName); err != nil {
+		if cfg.Store, endpoint, err = openDatastore(ctx, *dsName); err != nil {
 			return fmt.Errorf("datastore %s: %w", *dsName, err)
 		}
 		defer cfg.Store.Close()
@@ -127,7 +128,7 @@ func runAgent(args []string) error {
 		opsErr <- agentops.Run(opsCtx, a, agentops.Config{
 			ClusterCIDR: cfg.ClusterCIDR, RunDir: *runDir, DataDir: *dataDir,
 			CNIConfDir: *confDir, CNIBinDir: *binDir,
-			DatastoreKind: *dsName, MetricsAddr: *metricsAddr, Metrics: m, Logger: log,
+			DatastoreKind: *dsName, DatastoreEndpoint: endpoint, MetricsAddr: *metricsAddr, Metrics: m, Logger: log,
 		})
 	}()
 	err = a.Run(ctx)

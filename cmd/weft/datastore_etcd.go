@@ -20,14 +20,14 @@ func init() {
 		fs.StringVar(&etcdFlags.cert, "etcd-cert", "", "client certificate file for etcd (with --etcd-key)")
 		fs.StringVar(&etcdFlags.key, "etcd-key", "", "client key file for etcd (with --etcd-cert)")
 		fs.StringVar(&etcdFlags.prefix, "etcd-prefix", "/weft/", "key prefix of Weft's data in etcd")
-	}, func(ctx context.Context) (store.Store, error) {
+	}, func(ctx context.Context) (store.Store, string, error) {
 		var eps []string
 		for _, e := range strings.Split(etcdFlags.endpoints, ",") {
 			if e = strings.TrimSpace(e); e != "" {
 				eps = append(eps, e)
 			}
 		}
-		return etcdstore.Open(etcdstore.Options{
+		s, err := etcdstore.Open(etcdstore.Options{
 			Endpoints:   eps,
 			CAFile:      etcdFlags.ca,
 			CertFile:    etcdFlags.cert,
@@ -38,5 +38,6 @@ func init() {
 			TTL:         agentOpts.leaseTTL,
 			Logger:      agentOpts.logger,
 		})
+		return s, strings.Join(eps, ","), err
 	})
 }

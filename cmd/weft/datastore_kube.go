@@ -29,18 +29,18 @@ func init() {
 	}, openKube)
 }
 
-func openKube(ctx context.Context) (store.Store, error) {
+func openKube(ctx context.Context) (store.Store, string, error) {
 	cfg, err := kubeRESTConfig(kubeFlags.kubeconfig)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	cfg.UserAgent = "weft/" + version.Version
 	// The dynamic client, not the typed clientset: see kubestore.
 	client, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, "", fmt.Errorf("kubernetes client: %w", err)
 	}
-	return kubestore.New(kubestore.Config{
+	s, err := kubestore.New(kubestore.Config{
 		Client:          client,
 		NodeName:        kubeNodeName(),
 		AllocateSubnets: kubeFlags.allocateSubnets,
@@ -49,6 +49,7 @@ func openKube(ctx context.Context) (store.Store, error) {
 		Namespace:       kubeFlags.namespace,
 		Logger:          agentOpts.logger,
 	})
+	return s, cfg.Host, err
 }
 
 // kubeRESTConfig reads the kubeconfig, or the in-cluster service account

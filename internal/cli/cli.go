@@ -73,8 +73,8 @@ func (s *Set) Run(args []string) error {
 	return c.Run(args[1:])
 }
 
-// Main runs the binary's command line and exits: 2 for a usage error, 1
-// for a failed command.
+// Main runs the binary's command line and exits: 2 when no known command
+// is named, 1 when the command fails (a bad flag included).
 func (s *Set) Main() {
 	args := os.Args[1:]
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {

@@ -34,12 +34,40 @@ import (
 // which comes last.
 func TestOperatorCommandsOnALab(t *testing.T) {
 	l := up(t, store.BackendAuto, 3)
+	t.Run("status", func(t *testing.T) { statusOfNode(t, l) })
 	t.Run("doctor-healthy", func(t *testing.T) { doctorHealthy(t, l) })
 	t.Run("mtu-black-hole", func(t *testing.T) { mtuBlackHole(t, l) })
 	t.Run("peer-cut-off", func(t *testing.T) { peerCutOff(t, l) })
 	t.Run("leaked-address", func(t *testing.T) { leakedAddress(t, l) })
 	t.Run("preflight", func(t *testing.T) { preflightPorts(t, l) })
 	t.Run("uninstall", func(t *testing.T) { uninstallNode(t, l, "n3") })
+}
+
+// `weft status` on a node reports what the agent holds: its lease (the
+// subnet the plugin uses), its peers and the datastore it talks to.
+func statusOfNode(t *testing.T, l *lab.Lab) {
+	n, err := l.Node("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := weftOn(t, l, "n1", "status", "-o", "json")
+	if err != nil {
+		t.Fatalf("weft status: %v", err)
+	}
+	var st agentapi.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("weft status -o json: %v\n%s", err, out)
+	}
+	if st.Node != "n1" || st.Subnet != n.Subnet || st.Peers != 2 {
+		t.Errorf("status: node %q subnet %s peers %d, want n1 %s 2", st.Node, st.Subnet, st.Peers, n.Subnet)
+	}
+	ds := st.Datastore
+	if ds.Kind != "etcd" || ds.Endpoint == "" || ds.Endpoint != l.State.Datastore.Endpoint || !ds.Healthy {
+		t.Errorf("status datastore %+v, want etcd at %s, healthy", ds, l.State.Datastore.Endpoint)
+	}
+	if st.Pods < 1 || st.AddressesUsed != st.Pods || st.AddressesFree < 1 {
+		t.Errorf("status pods %d, addresses used %d free %d", st.Pods, st.AddressesUsed, st.AddressesFree)
+	}
 }
 
 // A healthy node: every check passes and doctor exits 0. It runs with no
