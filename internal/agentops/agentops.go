@@ -290,7 +290,7 @@ func canceled() context.Context {
 // addresses counts the subnet's pod addresses in use and free, from the
 // plugin's IPAM store.
 func (o *Ops) addresses(subnet netip.Prefix) (used, free int, err error) {
-	s, err := ipam.Open(filepath.Join(o.cfg.DataDir, "ipam", names.NetworkName), subnet)
+	s, err := ipam.Open(ipam.Dir(o.cfg.DataDir, names.NetworkName), subnet)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -98,7 +98,7 @@ func load(stdin []byte, needSubnet bool) (*Config, error) {
 	if c.DataDir == "" {
 		c.DataDir = names.DataDir
 	}
-	c.IPAMDir = filepath.Join(c.DataDir, "ipam", nc.Name)
+	c.IPAMDir = ipam.Dir(c.DataDir, nc.Name)
 	if nc.Subnet != "" {
 		c.Subnet = netip.MustParsePrefix(nc.Subnet)
 	}

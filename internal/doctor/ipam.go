@@ -3,7 +3,6 @@ package doctor
 import (
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -33,7 +32,7 @@ type ipamState struct {
 // the reverse, a pod veth on the bridge that no lease accounts for.
 func readIPAM(o Options, subnet netip.Prefix) (ipamState, error) {
 	var st ipamState
-	dir := filepath.Join(o.DataDir, "ipam", names.NetworkName)
+	dir := ipam.Dir(o.DataDir, names.NetworkName)
 	leases, err := ipam.OpenForRelease(dir).Leases()
 	if err != nil {
 		return st, fmt.Errorf("read the leases in %s: %w", dir, err)

@@ -18,6 +18,13 @@ const (
 	lockFile   = "lock"
 )
 
+// Dir is where the store of the CNI network named network lives under a
+// node's Weft data directory. The plugin, the agent's metrics and doctor
+// all find the leases here.
+func Dir(dataDir, network string) string {
+	return filepath.Join(dataDir, "ipam", network)
+}
+
 // Store is the lease file of one network on one node.
 type Store struct {
 	dir    string

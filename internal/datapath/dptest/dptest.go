@@ -86,26 +86,7 @@ func New(t testing.TB, prefix string, segments ...[]string) *Topo {
 
 // plug wires node n to bridge br of the router with a veth pair.
 func (tp *Topo) plug(n *Node, br, host string, gw netip.Addr) error {
-	err := tp.Router.Do(func(ns.NetNS) error {
-		attrs := netlink.NewLinkAttrs()
-		attrs.Name = host
-		veth := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(n.NS.Fd()))}
-		if err := netlink.LinkAdd(veth); err != nil {
-			return fmt.Errorf("add veth %s: %w", host, err)
-		}
-		l, err := netlink.LinkByName(host)
-		if err != nil {
-			return err
-		}
-		b, err := netlink.LinkByName(br)
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetMaster(l, b); err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(l)
-	})
+	err := tp.Router.Do(func(ns.NetNS) error { return bridgedVeth(host, br, n.NS) })
 	if err != nil {
 		return err
 	}
@@ -232,25 +213,7 @@ func (tp *Topo) AddPod(t testing.TB, n *Node, name string, addr netip.Prefix, gw
 	if len(host) > 15 {
 		host = host[:15]
 	}
-	err = n.NS.Do(func(ns.NetNS) error {
-		attrs := netlink.NewLinkAttrs()
-		attrs.Name = host
-		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(p.NS.Fd()))}); err != nil {
-			return fmt.Errorf("add veth %s: %w", host, err)
-		}
-		l, err := netlink.LinkByName(host)
-		if err != nil {
-			return err
-		}
-		b, err := netlink.LinkByName(br)
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetMaster(l, b); err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(l)
-	})
+	err = n.NS.Do(func(ns.NetNS) error { return bridgedVeth(host, br, p.NS) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,4 +231,27 @@ func (tp *Topo) AddPod(t testing.TB, n *Node, name string, addr netip.Prefix, gw
 		t.Fatal(err)
 	}
 	return p
+}
+
+// bridgedVeth makes a veth pair in the current namespace: host joins the
+// bridge br and comes up, its peer lands in peer as eth0.
+func bridgedVeth(host, br string, peer ns.NetNS) error {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = host
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(peer.Fd()))}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("add veth %s: %w", host, err)
+	}
+	l, err := netlink.LinkByName(host)
+	if err != nil {
+		return err
+	}
+	b, err := netlink.LinkByName(br)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetMaster(l, b); err != nil {
+		return fmt.Errorf("attach %s to %s: %w", host, br, err)
+	}
+	return netlink.LinkSetUp(l)
 }
