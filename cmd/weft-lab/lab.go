@@ -66,7 +66,7 @@ func labFlags(name string, cfg *lab.Config) (*flag.FlagSet, *string) {
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "lab name: its namespaces are NAME-ul, NAME-n1, NAME-n1-p1, ...")
 	fs.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of nodes")
 	fs.IntVar(&cfg.PodsPerNode, "pods-per-node", cfg.PodsPerNode, "pods on each node")
-	fs.StringVar(&cfg.Backend, "backend", cfg.Backend, "agents' backend: auto, host-gw or vxlan")
+	fs.Var(&cfg.Backend, "backend", "agents' backend: auto, host-gw or vxlan")
 	fs.IntVar(&cfg.Segments, "segments", cfg.Segments, "underlay L2 segments (2: joined by a router, nodes alternate between them)")
 	fs.IntVar(&cfg.SubnetLen, "subnet-len", cfg.SubnetLen, "prefix length of each node's pod subnet")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "subnet lease TTL")

@@ -13,10 +13,9 @@ import (
 
 	"github.com/weftnet/weft/internal/agent"
 	"github.com/weftnet/weft/internal/agentops"
-	"github.com/weftnet/weft/internal/datapath"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // agentOpts holds the agent's flags that datastores may need when opened.
@@ -40,8 +39,9 @@ func runAgent(args []string) error {
 	cidr := fs.String("cluster-cidr", "10.244.0.0/16", "the pod network; every node leases a subnet of it")
 	subnetLen := fs.Int("subnet-len", 24, "prefix length of each node's pod subnet")
 	ttl := fs.Duration("lease-ttl", 60*time.Second, "how long a subnet lease lives without renewal")
-	backend := fs.String("backend", store.BackendAuto, "how peers are reached: auto (direct route on the same L2 segment, VXLAN otherwise), host-gw or vxlan")
-	mtu := fs.Int("mtu", 0, fmt.Sprintf("the pods' MTU (at least %d); 0 derives it from the underlay interface: its MTU, less %d for VXLAN unless --backend is host-gw", agent.MinMTU, datapath.VXLANOverhead))
+	backend := cluster.BackendAuto
+	fs.Var(&backend, "backend", "how peers are reached: auto (direct route on the same L2 segment, VXLAN otherwise), host-gw or vxlan")
+	mtu := fs.Int("mtu", 0, fmt.Sprintf("the pods' MTU (at least %d); 0 derives it from the underlay interface: its MTU, less %d for VXLAN unless --backend is host-gw", cluster.MinMTU, cluster.VXLANOverhead))
 	underlay := fs.String("underlay-ip", "", "this node's address between nodes (default: the IPv4 address of the default route's interface)")
 	dataDir := fs.String("data-dir", names.DataDir, "node state and IPAM data")
 	runDir := fs.String("run-dir", names.RunDir, "sockets")
@@ -61,8 +61,8 @@ func runAgent(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	if *mtu != 0 && *mtu < agent.MinMTU {
-		return fmt.Errorf("--mtu %d: the pod MTU must be at least %d (or 0 to derive it from the underlay)", *mtu, agent.MinMTU)
+	if *mtu != 0 && *mtu < cluster.MinMTU {
+		return fmt.Errorf("--mtu %d: the pod MTU must be at least %d (or 0 to derive it from the underlay)", *mtu, cluster.MinMTU)
 	}
 
 	var level slog.Level
@@ -73,7 +73,7 @@ func runAgent(args []string) error {
 	slog.SetDefault(log)
 
 	cfg := agent.Config{
-		NodeName: *nodeName, Backend: *backend, MTU: *mtu,
+		NodeName: *nodeName, Backend: backend, MTU: *mtu,
 		DataDir: *dataDir, RunDir: *runDir, CNIConfDir: *confDir, CNIBinDir: *binDir,
 		HealthAddr: *healthAddr, Resync: *resync, Logger: log,
 		// agentops below answers probes on this port; the record says so.

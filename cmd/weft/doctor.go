@@ -74,7 +74,7 @@ func runReleaseLeaks(ctx context.Context, o doctor.Options, out string) error {
 
 func printDoctor(w io.Writer, rep doctor.Report) {
 	if rep.Node != "" {
-		fmt.Fprintf(w, "node %s, subnet %s, backend %s, pod MTU %d\n\n", rep.Node, rep.Subnet, orNone(rep.Backend, rep.Backend != ""), rep.MTU)
+		fmt.Fprintf(w, "node %s, subnet %s, backend %s, pod MTU %d\n\n", rep.Node, rep.Subnet, orNone(string(rep.Backend), rep.Backend != ""), rep.MTU)
 	}
 	for _, f := range rep.Findings {
 		what := f.Check

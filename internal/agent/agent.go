@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/store"
 )
@@ -99,11 +100,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// Watch hands over the latest snapshot only: a reconcile always works
 	// from the newest full set, however many changes came meanwhile.
-	snaps := make(chan []store.Node, 1)
+	snaps := make(chan []cluster.Node, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := a.cfg.Store.Watch(ctx, func(nodes []store.Node) {
+		err := a.cfg.Store.Watch(ctx, func(nodes []cluster.Node) {
 			select {
 			case <-snaps:
 			default:
@@ -124,7 +125,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	beat := time.NewTicker(2 * time.Second)
 	defer beat.Stop()
 	var retry <-chan time.Time
-	var peers []store.Node
+	var peers []cluster.Node
 	havePeers := false
 	for {
 		reconcile := false
@@ -209,7 +210,7 @@ func nextRenewal(l store.Lease) time.Time {
 // lease (see nextRenewal). Only a lease lost to another node is an
 // error: while the datastore is down it retries every few seconds and
 // leaves the datapath as it is.
-func (a *Agent) keepLease(ctx context.Context, l store.Lease, rec store.Node, published bool) error {
+func (a *Agent) keepLease(ctx context.Context, l store.Lease, rec cluster.Node, published bool) error {
 	const retry = 2 * time.Second
 	renewAt := nextRenewal(l)
 	for {
@@ -279,7 +280,7 @@ func (a *Agent) repair(dp *datapath.Datapath, l store.Lease) bool {
 	return true
 }
 
-func (a *Agent) publish(ctx context.Context, rec store.Node) bool {
+func (a *Agent) publish(ctx context.Context, rec cluster.Node) bool {
 	if err := a.cfg.Store.Publish(ctx, rec); err != nil {
 		a.log.Warn("cannot publish the node record yet; retrying", "err", err)
 		return false
@@ -288,7 +289,7 @@ func (a *Agent) publish(ctx context.Context, rec store.Node) bool {
 	return true
 }
 
-func (a *Agent) reconcile(dp *datapath.Datapath, peers []store.Node) error {
+func (a *Agent) reconcile(dp *datapath.Datapath, peers []cluster.Node) error {
 	start := time.Now()
 	res, err := dp.Reconcile(peers)
 	took := time.Since(start)

@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/weftnet/weft/internal/store"
 )
 
 // BenchmarkWtaAgent1000Peers puts 1000 VXLAN peer records in etcd (their
@@ -53,12 +52,12 @@ func BenchmarkWtaAgent1000Peers(b *testing.B) {
 func writeFakePeers(ctx context.Context, cli *clientv3.Client, n int) error {
 	var ops []clientv3.Op
 	for i := 0; i < n; i++ {
-		p := store.Node{
+		p := cluster.Node{
 			Name:       fmt.Sprintf("peer%04d", i),
 			UnderlayIP: netip.AddrFrom4([4]byte{198, 18, byte(i / 250), byte(i%250 + 1)}),
 			Subnet:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 8 + byte(i>>8), byte(i), 0}), 24),
 			VTEPMAC:    fmt.Sprintf("0e:76:c6:12:%02x:%02x", i>>8, i&0xff),
-			Backend:    store.BackendVXLAN,
+			Backend:    cluster.BackendVXLAN,
 		}
 		bts, err := json.Marshal(p)
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/store"
@@ -25,7 +26,7 @@ import (
 // Config configures one node's agent.
 type Config struct {
 	NodeName    string
-	Backend     string // store.BackendAuto, BackendHostGW or BackendVXLAN
+	Backend     cluster.Backend
 	ClusterCIDR netip.Prefix
 	// UnderlayIP is the node's address between nodes; zero means the IPv4
 	// address of the interface that holds the default route.
@@ -58,14 +59,11 @@ func (c *Config) setDefaults() error {
 	if c.NodeName == "" {
 		return errors.New("a node name is required (--node-name)")
 	}
-	if c.Backend == "" {
-		c.Backend = store.BackendAuto
+	b, err := cluster.ParseBackend(string(c.Backend))
+	if err != nil {
+		return err
 	}
-	switch c.Backend {
-	case store.BackendAuto, store.BackendHostGW, store.BackendVXLAN:
-	default:
-		return fmt.Errorf("unknown backend %q (want auto, host-gw or vxlan)", c.Backend)
-	}
+	c.Backend = b
 	if !c.ClusterCIDR.IsValid() || !c.ClusterCIDR.Addr().Is4() {
 		return fmt.Errorf("cluster CIDR %q: an IPv4 prefix is required", c.ClusterCIDR)
 	}
@@ -73,8 +71,8 @@ func (c *Config) setDefaults() error {
 	if c.UnderlayIP.IsValid() && !c.UnderlayIP.Is4() {
 		return fmt.Errorf("underlay address %s: an IPv4 address is required", c.UnderlayIP)
 	}
-	if c.MTU != 0 && c.MTU < MinMTU {
-		return fmt.Errorf("pod MTU %d: must be at least %d (or 0 to derive it from the underlay)", c.MTU, MinMTU)
+	if c.MTU != 0 && c.MTU < cluster.MinMTU {
+		return fmt.Errorf("pod MTU %d: must be at least %d (or 0 to derive it from the underlay)", c.MTU, cluster.MinMTU)
 	}
 	c.defaultDirs()
 	if c.Resync <= 0 {
@@ -85,10 +83,6 @@ func (c *Config) setDefaults() error {
 	}
 	return nil
 }
-
-// MinMTU is the smallest pod MTU Weft accepts: IPv4's minimum datagram
-// size that every host must accept (RFC 791).
-const MinMTU = 576
 
 func (c *Config) defaultDirs() {
 	if c.DataDir == "" {

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/weftnet/weft/internal/bridge"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/cniconf"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/firewall"
@@ -19,29 +20,29 @@ import (
 // setup makes the node match its lease and returns its datapath and the
 // record to publish. Everything here is idempotent and leaves what is
 // already right alone, so a restarted agent disturbs no pod.
-func (a *Agent) setup(l store.Lease, ip netip.Addr) (*datapath.Datapath, store.Node, error) {
+func (a *Agent) setup(l store.Lease, ip netip.Addr) (*datapath.Datapath, cluster.Node, error) {
 	dp, err := datapath.New(datapath.Config{Node: a.cfg.NodeName, Backend: a.cfg.Backend, Subnet: l.Subnet, UnderlayIP: ip})
 	if err != nil {
-		return nil, store.Node{}, err
+		return nil, cluster.Node{}, err
 	}
 	mtu, err := podMTU(a.cfg, dp.UnderlayLink(), dp.UnderlayMTU(), dp.PodMTU())
 	if err != nil {
 		dp.Close()
-		return nil, store.Node{}, err
+		return nil, cluster.Node{}, err
 	}
 	a.update(func(s *Status) {
 		s.UnderlayIP, s.UnderlayLink, s.MTU = ip, dp.UnderlayLink(), mtu
 	})
 	if err := a.ensureNode(dp, l); err != nil {
 		dp.Close()
-		return nil, store.Node{}, err
+		return nil, cluster.Node{}, err
 	}
 	mac, err := dp.EnsureDevice()
 	if err != nil {
 		dp.Close()
-		return nil, store.Node{}, err
+		return nil, cluster.Node{}, err
 	}
-	rec := store.Node{Name: a.cfg.NodeName, UnderlayIP: ip, Subnet: l.Subnet, Backend: a.cfg.Backend,
+	rec := cluster.Node{Name: a.cfg.NodeName, UnderlayIP: ip, Subnet: l.Subnet, Backend: a.cfg.Backend,
 		ProbePort: a.cfg.ProbePort, Version: version.Version}
 	if mac != nil {
 		rec.VTEPMAC = mac.String()
@@ -61,7 +62,7 @@ func (a *Agent) ensureNode(dp *datapath.Datapath, l store.Lease) error {
 		return err
 	}
 	st := nodestate.State{Node: a.cfg.NodeName, Subnet: l.Subnet, ClusterCIDR: a.cfg.ClusterCIDR,
-		MTU: mtu, Bridge: names.Bridge, Backend: a.cfg.Backend}
+		MTU: mtu, Bridge: names.Bridge, Backend: string(a.cfg.Backend)}
 	changed, err := nodestate.Write(a.cfg.DataDir, st)
 	if err != nil {
 		return fmt.Errorf("write node state: %w", err)
@@ -99,8 +100,8 @@ func (a *Agent) ensureNode(dp *datapath.Datapath, l store.Lease) error {
 func podMTU(cfg Config, link string, linkMTU, derived int) (int, error) {
 	vxlan := derived < linkMTU
 	if cfg.MTU == 0 {
-		if derived < MinMTU {
-			return 0, fmt.Errorf("underlay %s has MTU %d: too small for pods (%d with VXLAN; at least %d needed)", link, linkMTU, derived, MinMTU)
+		if derived < cluster.MinMTU {
+			return 0, fmt.Errorf("underlay %s has MTU %d: too small for pods (%d with VXLAN; at least %d needed)", link, linkMTU, derived, cluster.MinMTU)
 		}
 		return derived, nil
 	}
@@ -121,10 +122,7 @@ func checkMTU(cfg Config, ip netip.Addr) error {
 		return err
 	}
 	linkMTU := l.Attrs().MTU
-	derived := linkMTU
-	if cfg.Backend != store.BackendHostGW { // as datapath.PodMTU
-		derived -= datapath.VXLANOverhead
-	}
+	derived := cfg.Backend.PodMTU(linkMTU)
 	_, err = podMTU(cfg, l.Attrs().Name, linkMTU, derived)
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/store"
 )
@@ -11,11 +12,11 @@ import (
 // Status is the agent's state as an operator sees it (weft status, the
 // local API, metrics).
 type Status struct {
-	Node       string       `json:"node"`
-	Lease      *store.Lease `json:"lease,omitempty"`
-	Backend    string       `json:"backend"`
-	MTU        int          `json:"mtu"`
-	UnderlayIP netip.Addr   `json:"underlayIP"`
+	Node       string          `json:"node"`
+	Lease      *store.Lease    `json:"lease,omitempty"`
+	Backend    cluster.Backend `json:"backend"`
+	MTU        int             `json:"mtu"`
+	UnderlayIP netip.Addr      `json:"underlayIP"`
 	// UnderlayLink is the interface holding the underlay address.
 	UnderlayLink string `json:"underlayLink,omitempty"`
 	VTEPMAC      string `json:"vtepMAC,omitempty"`

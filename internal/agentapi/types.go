@@ -9,6 +9,8 @@ import (
 	"context"
 	"net/netip"
 	"time"
+
+	"github.com/weftnet/weft/internal/cluster"
 )
 
 // Provider is what the agent implements to answer the API. Both calls must
@@ -26,9 +28,9 @@ type Status struct {
 	ClusterCIDR netip.Prefix `json:"clusterCIDR"`
 	// Backend is the datapath mode: "host-gw", "vxlan" or "auto" (direct
 	// routes on the same L2 segment, VXLAN elsewhere).
-	Backend   string    `json:"backend"`
-	MTU       int       `json:"mtu"`
-	Datastore Datastore `json:"datastore"`
+	Backend   cluster.Backend `json:"backend"`
+	MTU       int             `json:"mtu"`
+	Datastore Datastore       `json:"datastore"`
 	// UnderlayIP is this node's address between nodes, which peers route
 	// to and VXLAN packets leave from.
 	UnderlayIP netip.Addr `json:"underlayIP,omitzero"`

@@ -20,6 +20,7 @@ import (
 	"github.com/weftnet/weft/internal/agent"
 	"github.com/weftnet/weft/internal/agentapi"
 	"github.com/weftnet/weft/internal/bridge"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/cniconf"
 	"github.com/weftnet/weft/internal/cnievents"
 	"github.com/weftnet/weft/internal/datapath"
@@ -87,7 +88,7 @@ func twoNodes(t *testing.T) (a, b ns.NetNS, bUnderlay string) {
 
 func status(name, subnet, peer, peerSubnet, peerUnderlay string) *node {
 	return &node{st: agent.Status{
-		Node: name, Backend: store.BackendAuto, MTU: 1500, StartTime: time.Now(),
+		Node: name, Backend: cluster.BackendAuto, MTU: 1500, StartTime: time.Now(),
 		Lease: &store.Lease{Node: name, Subnet: netip.MustParsePrefix(subnet)},
 		Peers: []datapath.PeerPath{{Name: peer, Subnet: netip.MustParsePrefix(peerSubnet),
 			UnderlayIP: netip.MustParseAddr(peerUnderlay), Path: "direct", Reason: "same L2 segment"}},

@@ -6,22 +6,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/datapath/dptest"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // fakePeers are VXLAN peers whose underlay addresses (198.18.0.0/15, a
 // benchmarking range) are routed nowhere: nothing is ever sent to them.
-func fakePeers(n int) []store.Node {
-	out := make([]store.Node, n)
+func fakePeers(n int) []cluster.Node {
+	out := make([]cluster.Node, n)
 	for i := range out {
-		out[i] = store.Node{
+		out[i] = cluster.Node{
 			Name:       fmt.Sprintf("peer%04d", i),
 			UnderlayIP: netip.AddrFrom4([4]byte{198, 18, byte(i / 250), byte(i%250 + 1)}),
 			Subnet:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 8 + byte(i>>8), byte(i), 0}), 24),
 			VTEPMAC:    fmt.Sprintf("0e:76:c6:12:%02x:%02x", i>>8, i&0xff),
-			Backend:    store.BackendVXLAN,
+			Backend:    cluster.BackendVXLAN,
 		}
 	}
 	return out
@@ -36,7 +36,7 @@ func BenchmarkWtaReconcile1000Peers(b *testing.B) {
 	peers := fakePeers(1000)
 	var dp *datapath.Datapath
 	n.Do(b, func() (err error) {
-		dp, err = datapath.New(datapath.Config{Node: "a", Backend: store.BackendAuto, Subnet: netip.MustParsePrefix("10.7.0.0/24"), UnderlayIP: n.IP})
+		dp, err = datapath.New(datapath.Config{Node: "a", Backend: cluster.BackendAuto, Subnet: netip.MustParsePrefix("10.7.0.0/24"), UnderlayIP: n.IP})
 		return err
 	})
 	var cold, warm time.Duration

@@ -9,8 +9,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // Kinds of kernel entry a Drift names.
@@ -61,7 +61,7 @@ func (d Drift) Clean() bool { return len(d.Missing)+len(d.Stale)+len(d.Wrong) ==
 // does, and changes nothing: it is what `weft doctor` runs next to a live
 // agent. It reads the same entries Reconcile owns (Weft's routes, the VXLAN
 // device, its neighbours and its FDB) and nothing else.
-func (d *Datapath) Check(peers []store.Node) (Drift, error) {
+func (d *Datapath) Check(peers []cluster.Node) (Drift, error) {
 	var drift Drift
 	vxIndex := 0
 	var vx netlink.Link
@@ -79,7 +79,7 @@ func (d *Datapath) Check(peers []store.Node) (Drift, error) {
 		drift.Missing = append(drift.Missing, Entry{Kind: KindDevice, Key: names.VXLANDevice,
 			Want: fmt.Sprintf("VNI %d port %d local %s", names.VNI, names.VXLANPort, d.cfg.UnderlayIP)})
 	case !d.UsesVXLAN() && vx != nil:
-		drift.Stale = append(drift.Stale, Entry{Kind: KindDevice, Key: names.VXLANDevice, Have: "present with backend " + d.cfg.Backend})
+		drift.Stale = append(drift.Stale, Entry{Kind: KindDevice, Key: names.VXLANDevice, Have: "present with backend " + string(d.cfg.Backend)})
 	case vx != nil:
 		if reason := d.mismatch(vx); reason != "" {
 			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice, Have: reason,

@@ -9,13 +9,13 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/datapath/dptest"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/store"
 )
 
-func (c *cluster) check(t *testing.T, name string) datapath.Drift {
+func (c *testNet) check(t *testing.T, name string) datapath.Drift {
 	t.Helper()
 	var d datapath.Drift
 	c.topo.Nodes[name].Do(t, func() (err error) {
@@ -49,10 +49,10 @@ func same(a, b []string) bool {
 // Check names exactly the entries that were broken behind the agent's
 // back, changes nothing itself, and finds nothing once Reconcile ran.
 func TestWtdCheckNamesMissingStaleAndWrongEntries(t *testing.T) {
-	c := &cluster{topo: dptest.New(t, "wtd", []string{"a", "b"}, []string{"c"}),
-		dps: map[string]*datapath.Datapath{}, records: map[string]store.Node{}}
+	c := &testNet{topo: dptest.New(t, "wtd", []string{"a", "b"}, []string{"c"}),
+		dps: map[string]*datapath.Datapath{}, records: map[string]cluster.Node{}}
 	for i, n := range []string{"a", "b", "c"} {
-		c.add(t, n, store.BackendAuto, subnetOf(i+1))
+		c.add(t, n, cluster.BackendAuto, subnetOf(i+1))
 	}
 	c.reconcile(t, "a", c.peers())
 	if d := c.check(t, "a"); !d.Clean() || len(d.Peers) != 2 {

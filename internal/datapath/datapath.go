@@ -26,13 +26,8 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-
-	"github.com/weftnet/weft/internal/store"
+	"github.com/weftnet/weft/internal/cluster"
 )
-
-// VXLANOverhead is what VXLAN encapsulation adds to each packet (outer
-// IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14).
-const VXLANOverhead = 50
 
 // Paths a peer's subnet can be reached by.
 const (
@@ -46,7 +41,7 @@ const (
 // Config is this node as the datapath needs it.
 type Config struct {
 	Node       string
-	Backend    string // store.BackendAuto, BackendHostGW or BackendVXLAN
+	Backend    cluster.Backend
 	Subnet     netip.Prefix
 	UnderlayIP netip.Addr
 }
@@ -65,9 +60,7 @@ type Datapath struct {
 // network namespace of the calling thread, which the Datapath then
 // programs. Close releases it.
 func New(cfg Config) (*Datapath, error) {
-	switch cfg.Backend {
-	case store.BackendAuto, store.BackendHostGW, store.BackendVXLAN:
-	default:
+	if !cfg.Backend.Valid() {
 		return nil, fmt.Errorf("unknown backend %q (want auto, host-gw or vxlan)", cfg.Backend)
 	}
 	if !cfg.Subnet.IsValid() || !cfg.Subnet.Addr().Is4() {
@@ -96,15 +89,12 @@ func (d *Datapath) UnderlayMTU() int { return d.underlayMTU }
 
 // UsesVXLAN reports whether this node runs a VXLAN device: with backend
 // vxlan, and with auto, where any peer may turn out to be off-segment.
-func (d *Datapath) UsesVXLAN() bool { return d.cfg.Backend != store.BackendHostGW }
+func (d *Datapath) UsesVXLAN() bool { return d.cfg.Backend.UsesVXLAN() }
 
 // PodMTU is the MTU pods must use: the underlay's, less the VXLAN overhead
 // whenever a pod's packet may be encapsulated.
 func (d *Datapath) PodMTU() int {
-	if d.UsesVXLAN() {
-		return d.underlayMTU - VXLANOverhead
-	}
-	return d.underlayMTU
+	return d.cfg.Backend.PodMTU(d.underlayMTU)
 }
 
 // LinkOf returns the interface that holds ip.

@@ -11,17 +11,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/bridge"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/datapath/dptest"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/store"
 )
 
-// cluster is a test network with one datapath per node.
-type cluster struct {
+// testNet is a test network with one datapath per node.
+type testNet struct {
 	topo    *dptest.Topo
 	dps     map[string]*datapath.Datapath
-	records map[string]store.Node
+	records map[string]cluster.Node
 }
 
 func subnetOf(i int) netip.Prefix {
@@ -30,8 +30,8 @@ func subnetOf(i int) netip.Prefix {
 
 // newCluster makes the nodes, gives node k the subnet 10.244.k+1.0/24 and
 // a bridge holding its gateway, and brings up each node's VXLAN device.
-func newCluster(t *testing.T, backend string, segments ...[]string) *cluster {
-	c := &cluster{topo: dptest.New(t, "wta", segments...), dps: map[string]*datapath.Datapath{}, records: map[string]store.Node{}}
+func newCluster(t *testing.T, backend cluster.Backend, segments ...[]string) *testNet {
+	c := &testNet{topo: dptest.New(t, "wta", segments...), dps: map[string]*datapath.Datapath{}, records: map[string]cluster.Node{}}
 	i := 0
 	for _, seg := range segments {
 		for _, name := range seg {
@@ -42,7 +42,7 @@ func newCluster(t *testing.T, backend string, segments ...[]string) *cluster {
 	return c
 }
 
-func (c *cluster) add(t *testing.T, name, backend string, subnet netip.Prefix) {
+func (c *testNet) add(t *testing.T, name string, backend cluster.Backend, subnet netip.Prefix) {
 	n := c.topo.Nodes[name]
 	n.Do(t, func() error {
 		dp, err := datapath.New(datapath.Config{Node: name, Backend: backend, Subnet: subnet, UnderlayIP: n.IP})
@@ -58,7 +58,7 @@ func (c *cluster) add(t *testing.T, name, backend string, subnet netip.Prefix) {
 			return err
 		}
 		c.dps[name] = dp
-		rec := store.Node{Name: name, UnderlayIP: n.IP, Subnet: subnet, Backend: backend}
+		rec := cluster.Node{Name: name, UnderlayIP: n.IP, Subnet: subnet, Backend: backend}
 		if mac != nil {
 			rec.VTEPMAC = mac.String()
 		}
@@ -67,15 +67,15 @@ func (c *cluster) add(t *testing.T, name, backend string, subnet netip.Prefix) {
 	})
 }
 
-func (c *cluster) peers() []store.Node {
-	var out []store.Node
+func (c *testNet) peers() []cluster.Node {
+	var out []cluster.Node
 	for _, r := range c.records {
 		out = append(out, r)
 	}
 	return out
 }
 
-func (c *cluster) reconcile(t *testing.T, name string, peers []store.Node) datapath.Result {
+func (c *testNet) reconcile(t *testing.T, name string, peers []cluster.Node) datapath.Result {
 	t.Helper()
 	var res datapath.Result
 	c.topo.Nodes[name].Do(t, func() error {
@@ -86,11 +86,11 @@ func (c *cluster) reconcile(t *testing.T, name string, peers []store.Node) datap
 	return res
 }
 
-func gateway(r store.Node) netip.Addr { return r.Subnet.Addr().Next() }
+func gateway(r cluster.Node) netip.Addr { return r.Subnet.Addr().Next() }
 
 // echo sends real packets between the bridge gateways of two nodes: the
 // same path a pod's packet takes once it leaves its node.
-func (c *cluster) echo(t *testing.T, from, to string) {
+func (c *testNet) echo(t *testing.T, from, to string) {
 	t.Helper()
 	if err := dptest.Echo(c.topo.Nodes[from], gateway(c.records[from]), c.topo.Nodes[to], gateway(c.records[to])); err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ type kernel struct {
 	other  []string // routes not Weft's
 }
 
-func (c *cluster) kernel(t *testing.T, name string) kernel {
+func (c *testNet) kernel(t *testing.T, name string) kernel {
 	t.Helper()
 	var k kernel
 	c.topo.Nodes[name].Do(t, func() error {
@@ -171,7 +171,7 @@ func paths(res datapath.Result) map[string]string {
 }
 
 func TestWtaAutoPicksDirectRoutesOnASegmentAndVXLANAcrossARouter(t *testing.T) {
-	c := newCluster(t, store.BackendAuto, []string{"a", "b"}, []string{"c"})
+	c := newCluster(t, cluster.BackendAuto, []string{"a", "b"}, []string{"c"})
 	peers := c.peers()
 	for _, n := range []string{"a", "b", "c"} {
 		c.reconcile(t, n, peers)
@@ -223,7 +223,7 @@ func TestWtaAutoPicksDirectRoutesOnASegmentAndVXLANAcrossARouter(t *testing.T) {
 }
 
 func TestWtaReconcileRemovesWhatIsStaleAndLeavesWhatIsNotWefts(t *testing.T) {
-	c := newCluster(t, store.BackendVXLAN, []string{"a", "b", "c"})
+	c := newCluster(t, cluster.BackendVXLAN, []string{"a", "b", "c"})
 	c.reconcile(t, "a", c.peers())
 
 	// Someone else's route and neighbour on node a.
@@ -243,12 +243,12 @@ func TestWtaReconcileRemovesWhatIsStaleAndLeavesWhatIsNotWefts(t *testing.T) {
 	oldB, oldC := b, cc
 	b.VTEPMAC = "0e:76:aa:bb:cc:dd"
 	cc.Subnet = netip.MustParsePrefix("10.244.40.0/24")
-	d := store.Node{Name: "d", UnderlayIP: netip.MustParseAddr("172.30.1.99"), Subnet: netip.MustParsePrefix("10.244.50.0/24"), VTEPMAC: "0e:76:ac:1e:01:63", Backend: store.BackendVXLAN}
-	c.reconcile(t, "a", []store.Node{c.records["a"], oldB, oldC, d})
+	d := cluster.Node{Name: "d", UnderlayIP: netip.MustParseAddr("172.30.1.99"), Subnet: netip.MustParsePrefix("10.244.50.0/24"), VTEPMAC: "0e:76:ac:1e:01:63", Backend: cluster.BackendVXLAN}
+	c.reconcile(t, "a", []cluster.Node{c.records["a"], oldB, oldC, d})
 	if k := c.kernel(t, "a"); len(k.routes) != 3 || len(k.neighs) != 3 || len(k.fdb) != 3 {
 		t.Fatalf("with peers b, c, d node a has %+v", k)
 	}
-	res := c.reconcile(t, "a", []store.Node{c.records["a"], b, cc})
+	res := c.reconcile(t, "a", []cluster.Node{c.records["a"], b, cc})
 
 	k := c.kernel(t, "a")
 	want := kernel{
@@ -294,7 +294,7 @@ func TestWtaReconcileRemovesWhatIsStaleAndLeavesWhatIsNotWefts(t *testing.T) {
 }
 
 func TestWtaHostGWReachesOnlyItsSegmentAndRunsNoVXLAN(t *testing.T) {
-	c := newCluster(t, store.BackendHostGW, []string{"a", "b"}, []string{"c"})
+	c := newCluster(t, cluster.BackendHostGW, []string{"a", "b"}, []string{"c"})
 	peers := c.peers()
 	for _, n := range []string{"a", "b", "c"} {
 		if c.records[n].VTEPMAC != "" {
@@ -325,7 +325,7 @@ func TestWtaHostGWReachesOnlyItsSegmentAndRunsNoVXLAN(t *testing.T) {
 }
 
 func TestWtaVXLANDeviceIsStableAcrossRestartsAndRepaired(t *testing.T) {
-	c := newCluster(t, store.BackendVXLAN, []string{"a", "b"})
+	c := newCluster(t, cluster.BackendVXLAN, []string{"a", "b"})
 	peers := c.peers()
 	c.reconcile(t, "a", peers)
 	c.reconcile(t, "b", peers)
@@ -342,7 +342,7 @@ func TestWtaVXLANDeviceIsStableAcrossRestartsAndRepaired(t *testing.T) {
 	if before.Learning || before.VxlanId != names.VNI || before.Port != names.VXLANPort || !before.SrcAddr.Equal(net.IP(n.IP.AsSlice())) {
 		t.Fatalf("VXLAN device %+v: want VNI %d, port %d, local %s, learning off", before, names.VNI, names.VXLANPort, n.IP)
 	}
-	if before.MTU != c.dps["a"].UnderlayMTU()-datapath.VXLANOverhead || before.MTU != c.dps["a"].PodMTU() {
+	if before.MTU != c.dps["a"].UnderlayMTU()-cluster.VXLANOverhead || before.MTU != c.dps["a"].PodMTU() {
 		t.Fatalf("VXLAN MTU %d, underlay %d", before.MTU, c.dps["a"].UnderlayMTU())
 	}
 	if before.HardwareAddr.String() != datapath.VTEPMAC(n.IP).String() {
@@ -353,7 +353,7 @@ func TestWtaVXLANDeviceIsStableAcrossRestartsAndRepaired(t *testing.T) {
 	// changes nothing and keeps the device.
 	var res datapath.Result
 	n.Do(t, func() error {
-		dp, err := datapath.New(datapath.Config{Node: "a", Backend: store.BackendVXLAN, Subnet: c.records["a"].Subnet, UnderlayIP: n.IP})
+		dp, err := datapath.New(datapath.Config{Node: "a", Backend: cluster.BackendVXLAN, Subnet: c.records["a"].Subnet, UnderlayIP: n.IP})
 		if err != nil {
 			return err
 		}
@@ -401,8 +401,8 @@ func TestWtaBadConfigIsAClearError(t *testing.T) {
 		want string
 	}{
 		{datapath.Config{Node: "a", Backend: "ipip", Subnet: subnetOf(1), UnderlayIP: n.IP}, "unknown backend"},
-		{datapath.Config{Node: "a", Backend: store.BackendAuto, UnderlayIP: n.IP}, "subnet"},
-		{datapath.Config{Node: "a", Backend: store.BackendAuto, Subnet: subnetOf(1), UnderlayIP: netip.MustParseAddr("172.30.9.9")}, "not on any interface"},
+		{datapath.Config{Node: "a", Backend: cluster.BackendAuto, UnderlayIP: n.IP}, "subnet"},
+		{datapath.Config{Node: "a", Backend: cluster.BackendAuto, Subnet: subnetOf(1), UnderlayIP: netip.MustParseAddr("172.30.9.9")}, "not on any interface"},
 	} {
 		n.Do(t, func() error {
 			_, err := datapath.New(tc.cfg)
@@ -422,9 +422,9 @@ func TestWtaBadConfigIsAClearError(t *testing.T) {
 }
 
 func TestWtaBadOrConflictingPeerRecordsProgramNothing(t *testing.T) {
-	c := newCluster(t, store.BackendVXLAN, []string{"a", "b"})
+	c := newCluster(t, cluster.BackendVXLAN, []string{"a", "b"})
 	a, b := c.records["a"], c.records["b"]
-	bad := []store.Node{
+	bad := []cluster.Node{
 		a, b,
 		{Name: "no-ip", Subnet: netip.MustParsePrefix("10.244.60.0/24"), VTEPMAC: "0e:76:00:00:00:01"},
 		{Name: "mine", UnderlayIP: netip.MustParseAddr("172.30.1.50"), Subnet: a.Subnet, VTEPMAC: "0e:76:00:00:00:02"},

@@ -9,8 +9,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // PeerPath is how this node reaches one peer, and why.
@@ -57,13 +57,13 @@ func (d *Datapath) lookup(ip netip.Addr) adjacency {
 
 // plan computes the desired state for peers. vxIndex is the VXLAN
 // device's index (0 without one).
-func (d *Datapath) plan(peers []store.Node, vxIndex int) desired {
+func (d *Datapath) plan(peers []cluster.Node, vxIndex int) desired {
 	want := desired{
 		routes: map[netip.Prefix]netlink.Route{},
 		neighs: map[netip.Addr]string{},
 		fdb:    map[string]netip.Addr{},
 	}
-	peers = append([]store.Node(nil), peers...)
+	peers = append([]cluster.Node(nil), peers...)
 	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
 	subnetOwner := owners{}
 	macOwner := map[string]string{}
@@ -80,7 +80,7 @@ func (d *Datapath) plan(peers []store.Node, vxIndex int) desired {
 
 // choose decides one peer's path, adds its entries to want and returns the
 // reason for the choice.
-func (d *Datapath) choose(p store.Node, pp *PeerPath, vxIndex int, subnetOwner owners, macOwner map[string]string, want *desired) string {
+func (d *Datapath) choose(p cluster.Node, pp *PeerPath, vxIndex int, subnetOwner owners, macOwner map[string]string, want *desired) string {
 	switch {
 	case !p.UnderlayIP.Is4():
 		return fmt.Sprintf("record has no IPv4 underlay address (%q)", p.UnderlayIP)
@@ -102,7 +102,7 @@ func (d *Datapath) choose(p store.Node, pp *PeerPath, vxIndex int, subnetOwner o
 	// needed when the backend is VXLAN and the peer has a VTEP (a route
 	// lookup per peer is most of a reconcile's cost with many peers).
 	var adj adjacency
-	if d.cfg.Backend != store.BackendVXLAN || !hasVTEP {
+	if d.cfg.Backend != cluster.BackendVXLAN || !hasVTEP {
 		adj = d.lookup(p.UnderlayIP)
 	}
 	direct := adj.err == nil && adj.linkIndex != 0 && !adj.local && !adj.gw.IsValid()
@@ -119,13 +119,13 @@ func (d *Datapath) choose(p store.Node, pp *PeerPath, vxIndex int, subnetOwner o
 	}
 	path, reason := PathNone, ""
 	switch d.cfg.Backend {
-	case store.BackendHostGW:
+	case cluster.BackendHostGW:
 		if direct {
 			path, reason = PathDirect, "backend host-gw; "+where
 		} else {
 			reason = "backend host-gw needs peers on this node's L2 segment, but " + where + " (use --backend auto or vxlan)"
 		}
-	case store.BackendVXLAN:
+	case cluster.BackendVXLAN:
 		switch {
 		case hasVTEP:
 			path, reason = PathVXLAN, "backend vxlan"

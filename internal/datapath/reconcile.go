@@ -7,8 +7,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // Result is what one reconcile found and did.
@@ -30,7 +30,7 @@ type Result struct {
 // changed, path changed), replaces what is wrong and adds what is
 // missing. Entries that are already right are not touched. It goes on past
 // a failing entry and returns every failure joined.
-func (d *Datapath) Reconcile(peers []store.Node) (Result, error) {
+func (d *Datapath) Reconcile(peers []cluster.Node) (Result, error) {
 	var res Result
 	vx, err := d.ensureDevice()
 	if err != nil {

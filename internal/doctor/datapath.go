@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/agentapi"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // checkDatapath compares the kernel with the datapath's own plan for the
@@ -82,10 +82,10 @@ func peerOf(e datapath.Entry, peers []agentapi.Peer) string {
 // settle is how long doctor waits before looking at a difference again.
 const settle = time.Second
 
-func storeNodes(peers []agentapi.Peer) []store.Node {
-	nodes := make([]store.Node, 0, len(peers))
+func storeNodes(peers []agentapi.Peer) []cluster.Node {
+	nodes := make([]cluster.Node, 0, len(peers))
 	for _, p := range peers {
-		n := store.Node{Name: p.Name, UnderlayIP: p.UnderlayIP, Subnet: p.Subnet}
+		n := cluster.Node{Name: p.Name, UnderlayIP: p.UnderlayIP, Subnet: p.Subnet}
 		if p.Path == datapath.PathVXLAN {
 			n.VTEPMAC = datapath.VTEPMAC(p.UnderlayIP).String()
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/agentapi"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/nodestate"
 )
@@ -44,11 +45,11 @@ type Finding struct {
 
 // Report is everything doctor found on one node.
 type Report struct {
-	Node     string       `json:"node,omitempty"`
-	Subnet   netip.Prefix `json:"subnet,omitzero"`
-	Backend  string       `json:"backend,omitempty"`
-	MTU      int          `json:"mtu,omitempty"`
-	Findings []Finding    `json:"findings"`
+	Node     string          `json:"node,omitempty"`
+	Subnet   netip.Prefix    `json:"subnet,omitzero"`
+	Backend  cluster.Backend `json:"backend,omitempty"`
+	MTU      int             `json:"mtu,omitempty"`
+	Findings []Finding       `json:"findings"`
 }
 
 // Count returns how many findings have result r.

@@ -13,11 +13,11 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/agentapi"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/probe"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // maxParallel bounds how many peers are probed at once.
@@ -151,7 +151,7 @@ func checkMTU(ctx context.Context, o Options, st agentapi.Status, src netip.Addr
 	}
 	overhead, link := 0, "the pods' packets"
 	if p.Path == datapath.PathVXLAN {
-		overhead, link = datapath.VXLANOverhead, fmt.Sprintf("VXLAN packets (pod MTU + %d bytes of encapsulation)", datapath.VXLANOverhead)
+		overhead, link = cluster.VXLANOverhead, fmt.Sprintf("VXLAN packets (pod MTU + %d bytes of encapsulation)", cluster.VXLANOverhead)
 	}
 	var err error
 	for range o.Tries {
@@ -198,8 +198,5 @@ func checkMTU(ctx context.Context, o Options, st agentapi.Status, src netip.Addr
 // pod MTU of podMTU: the same, less the VXLAN overhead when the node's
 // backend may encapsulate.
 func underlayFor(st agentapi.Status, podMTU int) int {
-	if st.Backend == store.BackendHostGW {
-		return podMTU
-	}
-	return podMTU + datapath.VXLANOverhead
+	return st.Backend.UnderlayMTUFor(podMTU)
 }

@@ -29,7 +29,7 @@ func (l *Lab) agentArgs(n *NodeState) []string {
 		"--cluster-cidr", s.ClusterCIDR.String(),
 		"--subnet-len", strconv.Itoa(s.SubnetLen),
 		"--lease-ttl", s.LeaseTTL,
-		"--backend", s.Backend,
+		"--backend", string(s.Backend),
 		"--underlay-ip", n.UnderlayIP.String(),
 		"--data-dir", n.DataDir(),
 		"--run-dir", n.RunDir(),

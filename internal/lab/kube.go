@@ -29,7 +29,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/weftnet/weft/deploy"
-	"github.com/weftnet/weft/internal/kubetest"
+	"github.com/weftnet/weft/internal/controlplane"
 )
 
 // KubeCommand is the hidden weft-lab subcommand that runs the lab's
@@ -61,10 +61,10 @@ func (k *kubeDatastore) Start(ctx context.Context) error {
 	}
 	// Build (once per machine) here, where the user sees it, rather than
 	// silently inside the supervisor.
-	if _, err := os.Stat(kubetest.CacheDir()); err != nil {
-		k.lab.logf("lab %s: building the Kubernetes control plane into %s (the first build takes about 12 minutes)", s.Name, kubetest.CacheDir())
+	if _, err := os.Stat(controlplane.CacheDir()); err != nil {
+		k.lab.logf("lab %s: building the Kubernetes control plane into %s (the first build takes about 12 minutes)", s.Name, controlplane.CacheDir())
 	}
-	if _, err := kubetest.Binaries(); err != nil {
+	if _, err := controlplane.Binaries(); err != nil {
 		return err
 	}
 	os.Remove(k.readyFile())
@@ -169,7 +169,7 @@ func RunKube(dir string, address netip.Addr, clusterCIDR netip.Prefix, subnetLen
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	c, err := kubetest.Start(ctx, kubetest.Options{
+	c, err := controlplane.Start(ctx, controlplane.Options{
 		Dir: dir, Address: address, ClusterCIDR: clusterCIDR, NodeCIDRMaskSize: subnetLen,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 	})

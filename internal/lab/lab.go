@@ -22,8 +22,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/netns"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // Config is what `weft lab up` asks for.
@@ -31,7 +31,7 @@ type Config struct {
 	Name        string
 	Nodes       int
 	PodsPerNode int
-	Backend     string
+	Backend     cluster.Backend
 	Segments    int
 	ClusterCIDR netip.Prefix
 	SubnetLen   int
@@ -53,7 +53,7 @@ type Config struct {
 // DefaultConfig is `weft lab run`'s lab.
 func DefaultConfig() Config {
 	return Config{
-		Name: "weft", Nodes: 3, PodsPerNode: 2, Backend: store.BackendAuto, Segments: 1,
+		Name: "weft", Nodes: 3, PodsPerNode: 2, Backend: cluster.BackendAuto, Segments: 1,
 		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24, LeaseTTL: 60 * time.Second,
 		Datastore: "etcd", ReadyTimeout: 60 * time.Second,
 	}
@@ -69,7 +69,7 @@ func (c *Config) validate() error {
 	if c.PodsPerNode < 0 || c.PodsPerNode > 50 {
 		return fmt.Errorf("--pods-per-node %d: want 0 to 50", c.PodsPerNode)
 	}
-	if !slices.Contains([]string{store.BackendAuto, store.BackendHostGW, store.BackendVXLAN}, c.Backend) {
+	if !c.Backend.Valid() {
 		return fmt.Errorf("--backend %q: want auto, host-gw or vxlan", c.Backend)
 	}
 	if c.Segments != 1 && c.Segments != 2 {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 
 	"github.com/weftnet/weft/internal/atomicfile"
+	"github.com/weftnet/weft/internal/cluster"
 )
 
 // RootDir holds one directory per lab: its state file, its nodes' data, run
@@ -44,13 +45,13 @@ type State struct {
 	BinDir  string `json:"binDir"`
 	WeftBin string `json:"weftBin"`
 	// LabBin is weft-lab, which runs the lab's datastore processes.
-	LabBin      string       `json:"labBin"`
-	Backend     string       `json:"backend"`
-	Segments    int          `json:"segments"`
-	PodsPerNode int          `json:"podsPerNode"`
-	ClusterCIDR netip.Prefix `json:"clusterCIDR"`
-	SubnetLen   int          `json:"subnetLen"`
-	LeaseTTL    string       `json:"leaseTTL"`
+	LabBin      string          `json:"labBin"`
+	Backend     cluster.Backend `json:"backend"`
+	Segments    int             `json:"segments"`
+	PodsPerNode int             `json:"podsPerNode"`
+	ClusterCIDR netip.Prefix    `json:"clusterCIDR"`
+	SubnetLen   int             `json:"subnetLen"`
+	LeaseTTL    string          `json:"leaseTTL"`
 	// Underlay is the namespace that holds the segments' bridges and the
 	// datastore; Router joins two segments (empty with one segment).
 	Underlay  string         `json:"underlay"`

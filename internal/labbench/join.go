@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // Join measures, in a VXLAN lab and a host-gw lab alternately, the time
@@ -18,8 +18,8 @@ import (
 // nodes program their routes to each other. The node leaves again between
 // rounds.
 func Join(ctx context.Context, o Options) error {
-	vcfg := o.labConfig(store.BackendVXLAN, 1, 1)
-	hcfg := o.labConfig(store.BackendHostGW, 1, 1)
+	vcfg := o.labConfig(cluster.BackendVXLAN, 1, 1)
+	hcfg := o.labConfig(cluster.BackendHostGW, 1, 1)
 	return withLab(ctx, vcfg, func(vx *lab.Lab) error {
 		return withLab(ctx, hcfg, func(hg *lab.Lab) error {
 			labs := []*lab.Lab{vx, hg}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
 )
 
@@ -26,7 +27,7 @@ type Options struct {
 	Log    io.Writer
 }
 
-func (o Options) labConfig(backend string, nodes, pods int) lab.Config {
+func (o Options) labConfig(backend cluster.Backend, nodes, pods int) lab.Config {
 	cfg := lab.DefaultConfig()
 	cfg.Name = fmt.Sprintf("wbench%04d", rand.IntN(1e4))
 	cfg.WeftBin, cfg.CNIBin = o.WeftBin, o.CNIBin

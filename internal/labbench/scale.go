@@ -16,10 +16,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // The fake peers' addresses. Their underlay addresses are in 198.18.0.0/15
@@ -33,13 +33,13 @@ var (
 	fakeSubnets  = netip.MustParsePrefix("10.8.0.0/13")
 )
 
-func fakePeer(i int) store.Node {
-	return store.Node{
+func fakePeer(i int) cluster.Node {
+	return cluster.Node{
 		Name:       fmt.Sprintf("peer%04d", i),
 		UnderlayIP: netip.AddrFrom4([4]byte{198, 18, byte(i / 250), byte(i%250 + 1)}),
 		Subnet:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 8 + byte(i>>8), byte(i), 0}), 24),
 		VTEPMAC:    fmt.Sprintf("0e:76:c6:12:%02x:%02x", i>>8, i&0xff),
-		Backend:    store.BackendVXLAN,
+		Backend:    cluster.BackendVXLAN,
 		Version:    "bench",
 	}
 }
@@ -187,7 +187,7 @@ func rssKB(pid int) (int, error) {
 // the records already there, timed from its start. It prints the agent's
 // RSS with no peers and with all of them.
 func Scale(ctx context.Context, o Options, peers int) error {
-	cfg := o.labConfig(store.BackendVXLAN, 1, 0)
+	cfg := o.labConfig(cluster.BackendVXLAN, 1, 0)
 	cfg.ClusterCIDR = scaleCIDR
 	if peers < 1 || peers > 2048 {
 		return fmt.Errorf("peers %d: want 1 to 2048 (the fake peers' subnet range holds 2048 /24s)", peers)

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // Throughput measures iperf3 TCP throughput, interleaved round by round:
@@ -14,8 +14,8 @@ import (
 // to pod across the same two nodes, and in the VXLAN lab two pods on one
 // node. Each pod figure is printed as a ratio of its lab's underlay figure.
 func Throughput(ctx context.Context, o Options, dur time.Duration) error {
-	vcfg := o.labConfig(store.BackendVXLAN, 2, 2)
-	hcfg := o.labConfig(store.BackendHostGW, 2, 1)
+	vcfg := o.labConfig(cluster.BackendVXLAN, 2, 2)
+	hcfg := o.labConfig(cluster.BackendHostGW, 2, 1)
 	return withLab(ctx, vcfg, func(vx *lab.Lab) error {
 		return withLab(ctx, hcfg, func(hg *lab.Lab) error {
 			vn1, vn2 := vx.Nodes[0], vx.Nodes[1]

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/names"
 )
 
@@ -152,10 +153,6 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(ip.Unmap(), ones), true
 }
 
-// VXLANOverhead is what VXLAN adds to each packet over IPv4: outer IP
-// (20), UDP (8), VXLAN (8) and the inner Ethernet header (14).
-const VXLANOverhead = 50
-
 // mtuCheck finds the underlay interface and says what pods' MTU would be
 // with VXLAN.
 func mtuCheck(underlay string) Check {
@@ -167,12 +164,12 @@ func mtuCheck(underlay string) Check {
 		return c
 	}
 	mtu := link.Attrs().MTU
-	pod := mtu - VXLANOverhead
+	pod := cluster.BackendVXLAN.PodMTU(mtu)
 	c.Name = "underlay MTU (" + link.Attrs().Name + ")"
 	switch {
-	case pod < 576:
+	case cluster.CheckPodMTU(pod) != nil:
 		c.Result = Fail
-		c.Detail = fmt.Sprintf("%d leaves pods %d bytes with VXLAN, below IPv4's minimum of 576", mtu, pod)
+		c.Detail = fmt.Sprintf("%d leaves pods %d bytes with VXLAN, below IPv4's minimum of %d", mtu, pod, cluster.MinMTU)
 		c.Fix = "raise the underlay's MTU, or run Weft with the host-gw backend only (nodes on one L2 segment)"
 	case pod < 1280:
 		c.Result = Warn
@@ -180,7 +177,7 @@ func mtuCheck(underlay string) Check {
 		c.Fix = "raise the underlay's MTU if the network allows it"
 	default:
 		c.Result = Pass
-		c.Detail = fmt.Sprintf("%d: pods get %d when any peer is reached through VXLAN (%d bytes of encapsulation), %d with the host-gw backend", mtu, pod, VXLANOverhead, mtu)
+		c.Detail = fmt.Sprintf("%d: pods get %d when any peer is reached through VXLAN (%d bytes of encapsulation), %d with the host-gw backend", mtu, pod, cluster.VXLANOverhead, mtu)
 	}
 	return c
 }

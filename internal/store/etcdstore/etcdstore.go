@@ -5,7 +5,7 @@
 // Layout:
 //
 //	<prefix>subnets/10.244.3.0-24  → node name   (attached to the node's etcd lease)
-//	<prefix>nodes/<node>           → store.Node as JSON (same etcd lease)
+//	<prefix>nodes/<node>           → cluster.Node as JSON (same etcd lease)
 //
 // A subnet is claimed with a transaction that succeeds only when its key does
 // not exist, so two nodes can never hold one subnet. Both keys hang off one
@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/store"
 )
 
@@ -61,7 +62,7 @@ type Store struct {
 	mu      sync.Mutex
 	leases  map[string]clientv3.LeaseID // node → etcd lease holding its keys
 	subnets map[string]netip.Prefix     // node → subnet it holds
-	records map[string]store.Node       // node → last published record
+	records map[string]cluster.Node     // node → last published record
 	lastErr error
 }
 
@@ -108,7 +109,7 @@ func Open(opts Options) (*Store, error) {
 		log:     opts.Logger,
 		leases:  map[string]clientv3.LeaseID{},
 		subnets: map[string]netip.Prefix{},
-		records: map[string]store.Node{},
+		records: map[string]cluster.Node{},
 	}, nil
 }
 

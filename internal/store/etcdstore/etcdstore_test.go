@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/store/etcdstore"
 	"github.com/weftnet/weft/internal/store/etcdstore/etcdtest"
@@ -135,7 +136,7 @@ func TestWtaConcurrentAcquireNeverSharesASubnet(t *testing.T) {
 // watcher collects Watch snapshots for polling.
 type watcher struct {
 	mu   sync.Mutex
-	last []store.Node
+	last []cluster.Node
 	n    int
 }
 
@@ -145,7 +146,7 @@ func watch(t *testing.T, s store.Store) *watcher {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.Watch(ctx, func(ns []store.Node) {
+		s.Watch(ctx, func(ns []cluster.Node) {
 			w.mu.Lock()
 			w.last, w.n = ns, w.n+1
 			w.mu.Unlock()
@@ -156,7 +157,7 @@ func watch(t *testing.T, s store.Store) *watcher {
 }
 
 // waitFor polls the latest snapshot until ok holds.
-func (w *watcher) waitFor(t *testing.T, what string, ok func([]store.Node) bool) {
+func (w *watcher) waitFor(t *testing.T, what string, ok func([]cluster.Node) bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -173,7 +174,7 @@ func (w *watcher) waitFor(t *testing.T, what string, ok func([]store.Node) bool)
 	t.Fatalf("watch never showed %s; last snapshot: %+v", what, w.last)
 }
 
-func names(ns []store.Node) string {
+func names(ns []cluster.Node) string {
 	var s []string
 	for _, n := range ns {
 		s = append(s, n.Name)
@@ -191,8 +192,8 @@ func acquire(t *testing.T, s *etcdstore.Store, node string) store.Lease {
 	return l
 }
 
-func record(l store.Lease, ip string) store.Node {
-	return store.Node{Name: l.Node, UnderlayIP: netip.MustParseAddr(ip), Subnet: l.Subnet, Backend: store.BackendAuto, VTEPMAC: "0e:57:ac:1e:00:01"}
+func record(l store.Lease, ip string) cluster.Node {
+	return cluster.Node{Name: l.Node, UnderlayIP: netip.MustParseAddr(ip), Subnet: l.Subnet, Backend: cluster.BackendAuto, VTEPMAC: "0e:57:ac:1e:00:01"}
 }
 
 func TestWtaWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
@@ -202,7 +203,7 @@ func TestWtaWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
 	a := open(t, srv, prefix, "10.244.0.0/16", 24)
 	b := open(t, srv, prefix, "10.244.0.0/16", 24)
 	w := watch(t, open(t, srv, prefix, "10.244.0.0/16", 24))
-	w.waitFor(t, "an empty cluster", func(ns []store.Node) bool { return len(ns) == 0 })
+	w.waitFor(t, "an empty cluster", func(ns []cluster.Node) bool { return len(ns) == 0 })
 
 	la := acquire(t, a, "node-a")
 	lb := acquire(t, b, "node-b")
@@ -213,14 +214,14 @@ func TestWtaWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
 	if err := b.Publish(ctx, record(lb, "172.30.0.2")); err != nil {
 		t.Fatal(err)
 	}
-	w.waitFor(t, "node-a and node-b", func(ns []store.Node) bool {
+	w.waitFor(t, "node-a and node-b", func(ns []cluster.Node) bool {
 		return names(ns) == "node-a,node-b" && ns[0] == ra
 	})
 
 	if err := b.Remove(ctx, "node-b"); err != nil {
 		t.Fatal(err)
 	}
-	w.waitFor(t, "node-b gone", func(ns []store.Node) bool { return names(ns) == "node-a" })
+	w.waitFor(t, "node-b gone", func(ns []cluster.Node) bool { return names(ns) == "node-a" })
 
 	// node-a's etcd lease lapses (as after an outage longer than the TTL):
 	// its record goes with it, and its next renewal claims the same subnet
@@ -233,7 +234,7 @@ func TestWtaWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
 	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
 		t.Fatal(err)
 	}
-	w.waitFor(t, "node-a gone after its lease lapsed", func(ns []store.Node) bool { return len(ns) == 0 })
+	w.waitFor(t, "node-a gone after its lease lapsed", func(ns []cluster.Node) bool { return len(ns) == 0 })
 	la2, err := a.RenewLease(ctx, la)
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +242,7 @@ func TestWtaWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
 	if la2.Subnet != la.Subnet {
 		t.Fatalf("renewal after lapse moved node-a from %s to %s", la.Subnet, la2.Subnet)
 	}
-	w.waitFor(t, "node-a republished", func(ns []store.Node) bool { return names(ns) == "node-a" && ns[0] == ra })
+	w.waitFor(t, "node-a republished", func(ns []cluster.Node) bool { return names(ns) == "node-a" && ns[0] == ra })
 }
 
 func TestWtaRenewAfterSubnetTakenIsLeaseLost(t *testing.T) {
@@ -278,7 +279,7 @@ func TestWtaWatchAndLeaseSurviveEtcdOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := watch(t, a)
-	w.waitFor(t, "node-a", func(ns []store.Node) bool { return names(ns) == "node-a" })
+	w.waitFor(t, "node-a", func(ns []cluster.Node) bool { return names(ns) == "node-a" })
 
 	srv.Stop()
 	if _, err := a.RenewLease(ctx, la); err == nil {
@@ -306,7 +307,7 @@ func TestWtaWatchAndLeaseSurviveEtcdOutage(t *testing.T) {
 	if err := b.Publish(ctx, record(lb, "172.30.0.2")); err != nil {
 		t.Fatal(err)
 	}
-	w.waitFor(t, "node-b, joined after the outage", func(ns []store.Node) bool { return names(ns) == "node-a,node-b" })
+	w.waitFor(t, "node-b, joined after the outage", func(ns []cluster.Node) bool { return names(ns) == "node-a,node-b" })
 }
 
 func TestWtaBadOptionsAreClearErrors(t *testing.T) {

@@ -9,20 +9,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/weftnet/weft/internal/store"
 )
 
 // Publish writes n as the node's record, on the node's lease when it holds
 // one. A record that is already there, on the right lease, is not
 // rewritten: every write wakes every peer's watch.
-func (s *Store) Publish(ctx context.Context, n store.Node) error {
+func (s *Store) Publish(ctx context.Context, n cluster.Node) error {
 	return s.note(s.publish(ctx, n))
 }
 
-func (s *Store) publish(ctx context.Context, n store.Node) error {
+func (s *Store) publish(ctx context.Context, n cluster.Node) error {
 	if err := validNodeName(n.Name); err != nil {
 		return err
 	}
@@ -96,7 +95,7 @@ func (s *Store) remove(ctx context.Context, node string) error {
 // from the listed revision, calling fn with the full set after each batch.
 // When the watch breaks (etcd down, revision compacted, leader lost) it
 // lists again, so that nothing that happened meanwhile is missed.
-func (s *Store) Watch(ctx context.Context, fn func([]store.Node)) error {
+func (s *Store) Watch(ctx context.Context, fn func([]cluster.Node)) error {
 	backoff := 200 * time.Millisecond
 	for {
 		if err := ctx.Err(); err != nil {
@@ -115,7 +114,7 @@ func (s *Store) Watch(ctx context.Context, fn func([]store.Node)) error {
 		}
 		s.note(nil)
 		backoff = 200 * time.Millisecond
-		nodes := map[string]store.Node{}
+		nodes := map[string]cluster.Node{}
 		for _, kv := range resp.Kvs {
 			s.apply(nodes, kv, false)
 		}
@@ -144,13 +143,13 @@ func (s *Store) Watch(ctx context.Context, fn func([]store.Node)) error {
 	}
 }
 
-func (s *Store) apply(nodes map[string]store.Node, kv *mvccpb.KeyValue, deleted bool) {
+func (s *Store) apply(nodes map[string]cluster.Node, kv *mvccpb.KeyValue, deleted bool) {
 	name := strings.TrimPrefix(string(kv.Key), s.nodesPrefix())
 	if deleted {
 		delete(nodes, name)
 		return
 	}
-	var n store.Node
+	var n cluster.Node
 	if err := json.Unmarshal(kv.Value, &n); err != nil || n.Name != name {
 		// A record no agent could have written: peers cannot be routed to
 		// it, so it is left out rather than stopping the whole watch.
@@ -161,8 +160,8 @@ func (s *Store) apply(nodes map[string]store.Node, kv *mvccpb.KeyValue, deleted 
 	nodes[name] = n
 }
 
-func sorted(m map[string]store.Node) []store.Node {
-	out := make([]store.Node, 0, len(m))
+func sorted(m map[string]cluster.Node) []cluster.Node {
+	out := make([]cluster.Node, 0, len(m))
 	for _, n := range m {
 		out = append(out, n)
 	}

@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/store"
 )
 
@@ -270,11 +271,11 @@ func (s *Store) RenewLease(ctx context.Context, l store.Lease) (store.Lease, err
 
 // Publish writes the node's record into its own Node's annotations, and
 // only when they differ: every write wakes every peer's informer.
-func (s *Store) Publish(ctx context.Context, rec store.Node) error {
+func (s *Store) Publish(ctx context.Context, rec cluster.Node) error {
 	return s.note(s.publish(ctx, rec))
 }
 
-func (s *Store) publish(ctx context.Context, rec store.Node) error {
+func (s *Store) publish(ctx context.Context, rec cluster.Node) error {
 	if rec.Name != s.cfg.NodeName {
 		return fmt.Errorf("publish %s: this agent writes only its own node %s", rec.Name, s.cfg.NodeName)
 	}
@@ -308,10 +309,10 @@ func (s *Store) publish(ctx context.Context, rec store.Node) error {
 	return s.patchAnnotations(ctx, rec.Name, changed)
 }
 
-func annotations(rec store.Node) map[string]string {
+func annotations(rec cluster.Node) map[string]string {
 	a := map[string]string{
 		AnnotUnderlayIP: rec.UnderlayIP.String(),
-		AnnotBackend:    rec.Backend,
+		AnnotBackend:    string(rec.Backend),
 	}
 	if rec.VTEPMAC != "" {
 		a[AnnotVTEPMAC] = rec.VTEPMAC
@@ -369,7 +370,7 @@ func (s *Store) Remove(ctx context.Context, node string) error {
 // record reads a peer's record off its Node. ok is false for a Node that
 // is not a Weft peer yet (no podCIDR or no underlay IP); err says what is
 // wrong with one whose annotations are malformed.
-func record(n nodeObj) (rec store.Node, ok bool, err error) {
+func record(n nodeObj) (rec cluster.Node, ok bool, err error) {
 	sub, has, err := podCIDR(n)
 	if err != nil || !has {
 		return rec, false, err
@@ -383,11 +384,11 @@ func record(n nodeObj) (rec store.Node, ok bool, err error) {
 	if err != nil {
 		return rec, false, fmt.Errorf("node %s: bad %s %q", n.Name, AnnotUnderlayIP, ipStr)
 	}
-	rec = store.Node{
+	rec = cluster.Node{
 		Name:       n.Name,
 		UnderlayIP: ip,
 		Subnet:     sub,
-		Backend:    a[AnnotBackend],
+		Backend:    cluster.Backend(a[AnnotBackend]),
 		Version:    a[AnnotVersion],
 	}
 	if mac, has := a[AnnotVTEPMAC]; has {

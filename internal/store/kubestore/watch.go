@@ -7,13 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
-
-	"github.com/weftnet/weft/internal/store"
 )
 
 // Watch runs a Node informer and calls fn with the full set of peers once
@@ -23,7 +22,7 @@ import (
 // API server answers again, the informer is started afresh: its first list
 // is the current set, so a Node deleted meanwhile, or while the agent was
 // not running, is simply absent from it.
-func (s *Store) Watch(ctx context.Context, fn func([]store.Node)) error {
+func (s *Store) Watch(ctx context.Context, fn func([]cluster.Node)) error {
 	w := &watcher{s: s, fn: fn, warned: map[string]bool{}}
 	for {
 		if err := w.run(ctx); err != nil {
@@ -39,8 +38,8 @@ func (s *Store) Watch(ctx context.Context, fn func([]store.Node)) error {
 // watcher is one Watch call: what it delivered last.
 type watcher struct {
 	s         *Store
-	fn        func([]store.Node)
-	last      []store.Node
+	fn        func([]cluster.Node)
+	last      []cluster.Node
 	delivered bool
 	warned    map[string]bool
 }
@@ -160,15 +159,15 @@ func (s *Store) noteWatch(err error) {
 	}
 }
 
-func (s *Store) snapshot(st cache.Store, warned map[string]bool) []store.Node {
-	var out []store.Node
+func (s *Store) snapshot(st cache.Store, warned map[string]bool) []cluster.Node {
+	var out []cluster.Node
 	for _, o := range st.List() {
 		u, ok := o.(*unstructured.Unstructured)
 		if !ok {
 			continue
 		}
 		n, err := nodeFrom(u)
-		var rec store.Node
+		var rec cluster.Node
 		if err == nil {
 			rec, ok, err = record(n)
 		}
@@ -184,6 +183,6 @@ func (s *Store) snapshot(st cache.Store, warned map[string]bool) []store.Node {
 			out = append(out, rec)
 		}
 	}
-	slices.SortFunc(out, func(a, b store.Node) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b cluster.Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
-	"github.com/weftnet/weft/internal/kubetest"
+	"github.com/weftnet/weft/internal/controlplane"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/store/kubestore"
 )
@@ -32,8 +32,8 @@ func allocStore(t *testing.T, cfg *rest.Config, node string, cidr netip.Prefix) 
 // a restarted agent keeps its subnet; a full cluster CIDR is a clear
 // error; the subnet of a deleted Node is given out again.
 func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
-	cluster := kubetest.StartT(t, kubetest.Options{Prefix: "wtk-kube", NoNodeIPAM: true})
-	cs, err := cluster.Client()
+	controlPlane := controlplane.StartT(t, controlplane.Options{Prefix: "wtk-kube", NoNodeIPAM: true})
+	cs, err := controlPlane.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			leases[i], errs[i] = allocStore(t, cluster.RESTConfig(), n, cidr).AcquireLease(ctx, n)
+			leases[i], errs[i] = allocStore(t, controlPlane.RESTConfig(), n, cidr).AcquireLease(ctx, n)
 		}()
 	}
 	wg.Wait()
@@ -74,7 +74,7 @@ func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
 		}
 	}
 
-	again, err := allocStore(t, cluster.RESTConfig(), nodes[2], cidr).AcquireLease(context.Background(), nodes[2])
+	again, err := allocStore(t, controlPlane.RESTConfig(), nodes[2], cidr).AcquireLease(context.Background(), nodes[2])
 	if err != nil || again.Subnet != leases[2].Subnet {
 		t.Fatalf("restarted agent got %v, %v; want %s", again, err, leases[2].Subnet)
 	}
@@ -83,7 +83,7 @@ func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
 	createNode(t, cs, fifth)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = allocStore(t, cluster.RESTConfig(), fifth, cidr).AcquireLease(ctx, fifth)
+	_, err = allocStore(t, controlPlane.RESTConfig(), fifth, cidr).AcquireLease(ctx, fifth)
 	if !errors.Is(err, store.ErrCIDRExhausted) {
 		t.Fatalf("fifth node in a full /22: %v, want ErrCIDRExhausted", err)
 	}
@@ -91,7 +91,7 @@ func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
 	if err := cs.CoreV1().Nodes().Delete(context.Background(), nodes[1], metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := allocStore(t, cluster.RESTConfig(), fifth, cidr).AcquireLease(ctx, fifth)
+	l, err := allocStore(t, controlPlane.RESTConfig(), fifth, cidr).AcquireLease(ctx, fifth)
 	if err != nil || l.Subnet != leases[1].Subnet {
 		t.Fatalf("after %s left, %s got %v, %v; want %s", nodes[1], fifth, l.Subnet, err, leases[1].Subnet)
 	}
@@ -103,7 +103,7 @@ func TestKubeStoreAllocationDefersToControllerManager(t *testing.T) {
 	cs := admin(t)
 	name := uniq("defer")
 	createNode(t, cs, name)
-	s, err := kubestore.New(kubestore.Config{Client: dynClient(t, cluster.RESTConfig()), NodeName: name, AllocateSubnets: true,
+	s, err := kubestore.New(kubestore.Config{Client: dynClient(t, controlPlane.RESTConfig()), NodeName: name, AllocateSubnets: true,
 		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16")})
 	if err != nil {
 		t.Fatal(err)

@@ -18,9 +18,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/labtest"
-	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/store/kubestore"
 )
 
@@ -32,7 +32,7 @@ import (
 // made by the real plugin through libcni.
 
 func TestKubeLabHostGW(t *testing.T) {
-	l := kubeLab(t, store.BackendHostGW, 1)
+	l := kubeLab(t, cluster.BackendHostGW, 1)
 	checkNodes(t, l)
 	registerPods(t, l)
 	checkAgentIdentity(t, l)
@@ -40,7 +40,7 @@ func TestKubeLabHostGW(t *testing.T) {
 }
 
 func TestKubeLabAutoTwoSegments(t *testing.T) {
-	l := kubeLab(t, store.BackendAuto, 2)
+	l := kubeLab(t, cluster.BackendAuto, 2)
 	checkNodes(t, l)
 	t.Run("join-and-leave", func(t *testing.T) { joinAndLeave(t, l) })
 	t.Run("delete-nodes", func(t *testing.T) { deleteNodes(t, l) })
@@ -92,13 +92,13 @@ func joinAndLeave(t *testing.T, l *lab.Lab) {
 }
 
 func TestKubeLabVXLAN(t *testing.T) {
-	l := kubeLab(t, store.BackendVXLAN, 1)
+	l := kubeLab(t, cluster.BackendVXLAN, 1)
 	checkNodes(t, l)
 	t.Run("control-plane-outage", func(t *testing.T) { controlPlaneOutage(t, l) })
 	t.Run("delete-nodes", func(t *testing.T) { deleteNodes(t, l) })
 }
 
-func kubeLab(t *testing.T, backend string, segments int) *lab.Lab {
+func kubeLab(t *testing.T, backend cluster.Backend, segments int) *lab.Lab {
 	t.Helper()
 	cfg := labtest.Config(t, "wtk")
 	cfg.Backend, cfg.Segments, cfg.Nodes, cfg.PodsPerNode = backend, segments, 3, 2
@@ -131,7 +131,7 @@ func checkNodes(t *testing.T, l *lab.Lab) {
 		if got := node.Annotations[kubestore.AnnotUnderlayIP]; got != n.UnderlayIP.String() {
 			t.Errorf("node %s: %s = %q, want %s", n.Name, kubestore.AnnotUnderlayIP, got, n.UnderlayIP)
 		}
-		if got := node.Annotations[kubestore.AnnotBackend]; got != l.Backend {
+		if got := node.Annotations[kubestore.AnnotBackend]; got != string(l.Backend) {
 			t.Errorf("node %s: %s = %q, want %s", n.Name, kubestore.AnnotBackend, got, l.Backend)
 		}
 	}

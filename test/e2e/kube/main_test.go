@@ -1,6 +1,6 @@
 // Package kube tests Weft's Kubernetes side against a real control plane
 // (etcd, kube-apiserver, kube-controller-manager built from Go modules and
-// run on loopback by internal/kubetest): the Kubernetes datastore, the
+// run on loopback by internal/controlplane): the Kubernetes datastore, the
 // manifest in deploy/ and its RBAC.
 package kube
 
@@ -18,20 +18,20 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/weftnet/weft/internal/kubetest"
+	"github.com/weftnet/weft/internal/controlplane"
 )
 
-// cluster is the control plane shared by the tests that do not need one of
+// controlPlane is the control plane shared by the tests that do not need one of
 // their own: starting one takes a few seconds.
-var cluster *kubetest.Cluster
+var controlPlane *controlplane.Cluster
 
 func TestMain(m *testing.M) {
-	c, err := kubetest.Start(context.Background(), kubetest.Options{Prefix: "wtk-kube"})
+	c, err := controlplane.Start(context.Background(), controlplane.Options{Prefix: "wtk-kube"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cluster = c
+	controlPlane = c
 	code := m.Run()
 	c.Stop()
 	os.Exit(code)
@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 
 func admin(t *testing.T) kubernetes.Interface {
 	t.Helper()
-	cs, err := cluster.Client()
+	cs, err := controlPlane.Client()
 	if err != nil {
 		t.Fatal(err)
 	}

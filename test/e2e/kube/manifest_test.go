@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/weftnet/weft/internal/kubetest"
+	"github.com/weftnet/weft/internal/controlplane"
 	"github.com/weftnet/weft/internal/labtest"
 )
 
@@ -35,11 +35,11 @@ func manifestPath(t *testing.T) string {
 // kubectl runs the real kubectl against the shared control plane as admin.
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	bins, err := kubetest.Binaries()
+	bins, err := controlplane.Binaries()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(bins, kubetest.Kubectl), append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
+	cmd := exec.Command(filepath.Join(bins, controlplane.Kubectl), append([]string{"--kubeconfig", controlPlane.Kubeconfig}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -54,8 +54,8 @@ func applyManifest(t *testing.T) *appsv1.DaemonSet {
 	m := manifestPath(t)
 	out := kubectl(t, "apply", "-f", m)
 	t.Cleanup(func() {
-		bins, _ := kubetest.Binaries()
-		exec.Command(filepath.Join(bins, kubetest.Kubectl), "--kubeconfig", cluster.Kubeconfig,
+		bins, _ := controlplane.Binaries()
+		exec.Command(filepath.Join(bins, controlplane.Kubectl), "--kubeconfig", controlPlane.Kubeconfig,
 			"delete", "--ignore-not-found", "--wait=false", "-f", m).Run()
 	})
 	for _, want := range []string{"serviceaccount/weft", "clusterrole.rbac.authorization.k8s.io/weft",
@@ -81,8 +81,8 @@ func TestManifestApplies(t *testing.T) {
 	ds := applyManifest(t)
 	// An upgrade with the same manifest changes nothing: the server's
 	// dry run of applying it again differs from nothing it holds.
-	bins, _ := kubetest.Binaries()
-	diff := exec.Command(filepath.Join(bins, kubetest.Kubectl), "--kubeconfig", cluster.Kubeconfig, "diff", "-f", manifestPath(t))
+	bins, _ := controlplane.Binaries()
+	diff := exec.Command(filepath.Join(bins, controlplane.Kubectl), "--kubeconfig", controlPlane.Kubeconfig, "diff", "-f", manifestPath(t))
 	if out, err := diff.CombinedOutput(); err != nil {
 		t.Fatalf("kubectl diff after apply: %v\n%s", err, out)
 	}
@@ -172,7 +172,7 @@ func TestManifestRBAC(t *testing.T) {
 	a, b := uniq("a"), uniq("b")
 	createNode(t, admin(t), a)
 	createNode(t, admin(t), b)
-	agentCfg := cluster.TokenConfig(agentToken(t, ds, a))
+	agentCfg := controlPlane.TokenConfig(agentToken(t, ds, a))
 	as, err := kubernetes.NewForConfig(agentCfg)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestManifestRBAC(t *testing.T) {
 	}
 
 	// Everything the agent does.
-	sa, sb := newStore(t, agentCfg, a), newStore(t, cluster.RESTConfig(), b)
+	sa, sb := newStore(t, agentCfg, a), newStore(t, controlPlane.RESTConfig(), b)
 	la := acquire(t, sa, a)
 	publish(t, sa, record(a, la.Subnet, "192.0.2.1"))
 	publish(t, sb, record(b, acquire(t, sb, b).Subnet, "192.0.2.2"))

@@ -8,7 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/weftnet/weft/internal/kubetest"
+	"github.com/weftnet/weft/internal/controlplane"
 	"github.com/weftnet/weft/internal/labtest"
 )
 
@@ -19,15 +19,15 @@ import (
 func TestKubeStoreAPIServerDown(t *testing.T) {
 	// A control plane of its own: after an outage, kube-controller-manager
 	// takes a while to resync, which other tests should not wait for.
-	cluster := kubetest.StartT(t, kubetest.Options{Prefix: "wtk-kube"})
-	cs, err := cluster.Client()
+	controlPlane := controlplane.StartT(t, controlplane.Options{Prefix: "wtk-kube"})
+	cs, err := controlPlane.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, b := uniq("a"), uniq("b")
 	createNode(t, cs, a)
 	createNode(t, cs, b)
-	sa, sb := newStore(t, cluster.RESTConfig(), a), newStore(t, cluster.RESTConfig(), b)
+	sa, sb := newStore(t, controlPlane.RESTConfig(), a), newStore(t, controlPlane.RESTConfig(), b)
 	ra := record(a, acquire(t, sa, a).Subnet, "192.0.2.1")
 	publish(t, sa, ra)
 	publish(t, sb, record(b, acquire(t, sb, b).Subnet, "192.0.2.2"))
@@ -35,7 +35,7 @@ func TestKubeStoreAPIServerDown(t *testing.T) {
 	w.waitNames(t, 10*time.Second, "both in the set", a+","+b, a, b)
 	callsBefore := w.count()
 
-	cluster.StopAPIServer()
+	controlPlane.StopAPIServer()
 	down := time.Now()
 	labtest.Eventually(t, 30*time.Second, "the watch reports the API server down", func() error {
 		if sa.Err() == nil {
@@ -57,7 +57,7 @@ func TestKubeStoreAPIServerDown(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	if err := cluster.StartAPIServer(context.Background()); err != nil {
+	if err := controlPlane.StartAPIServer(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	back := time.Now()

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/store/kubestore"
@@ -33,7 +34,7 @@ func newStore(t *testing.T, cfg *rest.Config, node string) *kubestore.Store {
 // watcher runs Watch in the background and keeps the last set it got.
 type watcher struct {
 	mu     sync.Mutex
-	last   []store.Node
+	last   []cluster.Node
 	calls  int
 	cancel context.CancelFunc
 	done   chan error
@@ -43,7 +44,7 @@ func watch(t *testing.T, s store.Store) *watcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		w.done <- s.Watch(ctx, func(ns []store.Node) {
+		w.done <- s.Watch(ctx, func(ns []cluster.Node) {
 			w.mu.Lock()
 			w.last = ns
 			w.calls++
@@ -62,10 +63,10 @@ func (w *watcher) stop() {
 	}
 }
 
-func (w *watcher) set() map[string]store.Node {
+func (w *watcher) set() map[string]cluster.Node {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	m := map[string]store.Node{}
+	m := map[string]cluster.Node{}
 	for _, n := range w.last {
 		m[n.Name] = n
 	}
@@ -102,13 +103,13 @@ func (w *watcher) names(only ...string) string {
 	return strings.Join(out, ",")
 }
 
-func record(name string, sub netip.Prefix, ip string) store.Node {
-	return store.Node{
+func record(name string, sub netip.Prefix, ip string) cluster.Node {
+	return cluster.Node{
 		Name:       name,
 		UnderlayIP: netip.MustParseAddr(ip),
 		Subnet:     sub,
 		VTEPMAC:    "02:00:00:00:00:01",
-		Backend:    store.BackendVXLAN,
+		Backend:    cluster.BackendVXLAN,
 		ProbePort:  9754,
 		Version:    "test",
 	}
@@ -120,7 +121,7 @@ func record(name string, sub netip.Prefix, ip string) store.Node {
 func TestKubeStoreLeaseIsPodCIDR(t *testing.T) {
 	cs := admin(t)
 	name := uniq("lease")
-	s := newStore(t, cluster.RESTConfig(), name)
+	s := newStore(t, controlPlane.RESTConfig(), name)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -162,7 +163,7 @@ func TestKubeStoreLeaseIsPodCIDR(t *testing.T) {
 		t.Fatalf("Err after success: %v", s.Err())
 	}
 
-	again, err := newStore(t, cluster.RESTConfig(), name).AcquireLease(ctx, name)
+	again, err := newStore(t, controlPlane.RESTConfig(), name).AcquireLease(ctx, name)
 	if err != nil || again.Subnet != r.l.Subnet {
 		t.Fatalf("restarted agent got %v, %v; want %s", again, err, r.l.Subnet)
 	}
@@ -183,7 +184,7 @@ func TestKubeStoreRejectsPodCIDROutsideClusterCIDR(t *testing.T) {
 	cs := admin(t)
 	name := uniq("out")
 	createNode(t, cs, name)
-	s, err := kubestore.New(kubestore.Config{Client: dynClient(t, cluster.RESTConfig()), NodeName: name, ClusterCIDR: netip.MustParsePrefix("10.99.0.0/16")})
+	s, err := kubestore.New(kubestore.Config{Client: dynClient(t, controlPlane.RESTConfig()), NodeName: name, ClusterCIDR: netip.MustParsePrefix("10.99.0.0/16")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +207,7 @@ func acquire(t *testing.T, s store.Store, node string) store.Lease {
 	return l
 }
 
-func publish(t *testing.T, s store.Store, n store.Node) {
+func publish(t *testing.T, s store.Store, n cluster.Node) {
 	t.Helper()
 	if err := s.Publish(context.Background(), n); err != nil {
 		t.Fatalf("Publish(%s): %v", n.Name, err)
@@ -222,9 +223,9 @@ func TestKubeStorePublishAndWatch(t *testing.T) {
 	for _, n := range []string{a, b, c} {
 		createNode(t, cs, n)
 	}
-	sa, sb := newStore(t, cluster.RESTConfig(), a), newStore(t, cluster.RESTConfig(), b)
+	sa, sb := newStore(t, controlPlane.RESTConfig(), a), newStore(t, controlPlane.RESTConfig(), b)
 	la, lb := acquire(t, sa, a), acquire(t, sb, b)
-	acquire(t, newStore(t, cluster.RESTConfig(), c), c) // has a podCIDR but publishes nothing
+	acquire(t, newStore(t, controlPlane.RESTConfig(), c), c) // has a podCIDR but publishes nothing
 
 	ra, rb := record(a, la.Subnet, "192.0.2.1"), record(b, lb.Subnet, "192.0.2.2")
 	publish(t, sa, ra)
@@ -301,7 +302,7 @@ func TestKubeStoreMissedDelete(t *testing.T) {
 	a, b := uniq("a"), uniq("b")
 	createNode(t, cs, a)
 	createNode(t, cs, b)
-	sa, sb := newStore(t, cluster.RESTConfig(), a), newStore(t, cluster.RESTConfig(), b)
+	sa, sb := newStore(t, controlPlane.RESTConfig(), a), newStore(t, controlPlane.RESTConfig(), b)
 	publish(t, sa, record(a, acquire(t, sa, a).Subnet, "192.0.2.1"))
 	publish(t, sb, record(b, acquire(t, sb, b).Subnet, "192.0.2.2"))
 
@@ -311,7 +312,7 @@ func TestKubeStoreMissedDelete(t *testing.T) {
 	if err := cs.CoreV1().Nodes().Delete(context.Background(), b, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	w2 := watch(t, newStore(t, cluster.RESTConfig(), a))
+	w2 := watch(t, newStore(t, controlPlane.RESTConfig(), a))
 	labtest.Eventually(t, 10*time.Second, "first set after restart", func() error {
 		calls := w2.count()
 		if calls == 0 {
@@ -330,9 +331,9 @@ func TestKubeStoreMalformedRecord(t *testing.T) {
 	a, bad := uniq("a"), uniq("bad")
 	createNode(t, cs, a)
 	createNode(t, cs, bad)
-	sa := newStore(t, cluster.RESTConfig(), a)
+	sa := newStore(t, controlPlane.RESTConfig(), a)
 	publish(t, sa, record(a, acquire(t, sa, a).Subnet, "192.0.2.1"))
-	acquire(t, newStore(t, cluster.RESTConfig(), bad), bad)
+	acquire(t, newStore(t, controlPlane.RESTConfig(), bad), bad)
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"not-an-ip"}}}`, kubestore.AnnotUnderlayIP)
 	if _, err := cs.CoreV1().Nodes().Patch(context.Background(), bad, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)

@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/labtest"
 )
 
 // config is a lab config with a unique name and the real binaries.
-func config(t *testing.T, backend string, segments, nodes, pods int) lab.Config {
+func config(t *testing.T, backend cluster.Backend, segments, nodes, pods int) lab.Config {
 	t.Helper()
 	cfg := labtest.Config(t, "wtl")
 	cfg.Backend, cfg.Segments, cfg.Nodes, cfg.PodsPerNode = backend, segments, nodes, pods

@@ -12,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/store"
@@ -22,10 +23,10 @@ import (
 // peer; an etcd outage; a node joining (which also shows that the agents'
 // watches came back after the outage); that node leaving; an agent killed
 // with -9 under traffic; a peer's VTEP MAC changing.
-func TestLabHostGW(t *testing.T)          { suite(t, store.BackendHostGW, 1) }
-func TestLabVXLAN(t *testing.T)           { suite(t, store.BackendVXLAN, 1) }
-func TestLabAutoTwoSegments(t *testing.T) { suite(t, store.BackendAuto, 2) }
-func suite(t *testing.T, backend string, segments int) {
+func TestLabHostGW(t *testing.T)          { suite(t, cluster.BackendHostGW, 1) }
+func TestLabVXLAN(t *testing.T)           { suite(t, cluster.BackendVXLAN, 1) }
+func TestLabAutoTwoSegments(t *testing.T) { suite(t, cluster.BackendAuto, 2) }
+func suite(t *testing.T, backend cluster.Backend, segments int) {
 	l := labtest.Up(t, config(t, backend, segments, 3, 2))
 	t.Run("matrix", func(t *testing.T) {
 		fullMatrix(t, l)
@@ -53,7 +54,7 @@ func suite(t *testing.T, backend string, segments int) {
 		leave(t, l, joined)
 	})
 	t.Run("kill-9", func(t *testing.T) { kill9(t, l, "n1", "n2") })
-	if backend != store.BackendHostGW {
+	if backend != cluster.BackendHostGW {
 		t.Run("vtep-mac", func(t *testing.T) { vtepMACChange(t, l, "n2") })
 	}
 }
@@ -62,9 +63,9 @@ func suite(t *testing.T, backend string, segments int) {
 // auto takes a direct route inside a segment and VXLAN across segments.
 func expectedPath(l *lab.Lab, a, b *lab.NodeState) string {
 	switch l.Backend {
-	case store.BackendHostGW:
+	case cluster.BackendHostGW:
 		return "direct"
-	case store.BackendVXLAN:
+	case cluster.BackendVXLAN:
 		return "vxlan"
 	}
 	if a.Segment == b.Segment {
@@ -141,7 +142,7 @@ func peerAppearsEverywhere(t *testing.T, l *lab.Lab) {
 	ctx := context.Background()
 	ul := l.Nodes[0].UnderlayIP.As4()
 	ul[3] = 200
-	peer := store.Node{Name: "ghost", UnderlayIP: netip.AddrFrom4(ul), Subnet: netip.MustParsePrefix("10.244.200.0/24"),
+	peer := cluster.Node{Name: "ghost", UnderlayIP: netip.AddrFrom4(ul), Subnet: netip.MustParsePrefix("10.244.200.0/24"),
 		VTEPMAC: "0e:77:00:00:00:c8", Backend: l.Backend}
 	b, _ := json.Marshal(peer)
 	subnetKey, nodeKey := "/weft/subnets/10.244.200.0-24", "/weft/nodes/ghost"
@@ -174,7 +175,7 @@ func leave(t *testing.T, l *lab.Lab, node string) {
 		t.Fatal(err)
 	}
 	traces := []string{n.Subnet.String(), vxlanAddr(n.Subnet), n.UnderlayIP.String()}
-	if l.Backend != store.BackendHostGW {
+	if l.Backend != cluster.BackendHostGW {
 		traces = append(traces, vtepMAC(t, l, node))
 	}
 	var peers []string
@@ -299,7 +300,7 @@ func vtepMACChange(t *testing.T, l *lab.Lab, node string) {
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("read %s: %v (%d keys)", key, err, len(resp.Kvs))
 	}
-	var rec store.Node
+	var rec cluster.Node
 	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +354,7 @@ func vtepMACChange(t *testing.T, l *lab.Lab, node string) {
 // third node's agent cannot get one, and `lab up` fails with the agent's
 // error, which tells the operator what to do, and removes the lab.
 func TestLabCIDRExhausted(t *testing.T) {
-	cfg := config(t, store.BackendAuto, 1, 3, 0)
+	cfg := config(t, cluster.BackendAuto, 1, 3, 0)
 	cfg.ClusterCIDR = netipPrefix("10.244.0.0/23")
 	cfg.ReadyTimeout = 20 * time.Second
 	labtest.RemoveAtEnd(t, cfg.Name)

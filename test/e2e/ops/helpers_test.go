@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/agentapi"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/doctor"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/labtest"
@@ -29,7 +30,7 @@ import (
 // up builds a lab of nodes nodes with one pod each, on one underlay
 // segment, and removes it when the test ends, checking that nothing of it
 // is left.
-func up(t *testing.T, backend string, nodes int) *lab.Lab {
+func up(t *testing.T, backend cluster.Backend, nodes int) *lab.Lab {
 	t.Helper()
 	cfg := labtest.Config(t, "wtd")
 	cfg.Backend, cfg.Nodes, cfg.PodsPerNode = backend, nodes, 1

@@ -19,13 +19,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/agentapi"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/doctor"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/preflight"
-	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/testbin"
 )
 
@@ -33,7 +33,7 @@ import (
 // case, in this order; each puts back what it broke, except uninstall,
 // which comes last.
 func TestOperatorCommandsOnALab(t *testing.T) {
-	l := up(t, store.BackendAuto, 3)
+	l := up(t, cluster.BackendAuto, 3)
 	t.Run("status", func(t *testing.T) { statusOfNode(t, l) })
 	t.Run("doctor-healthy", func(t *testing.T) { doctorHealthy(t, l) })
 	t.Run("mtu-black-hole", func(t *testing.T) { mtuBlackHole(t, l) })

@@ -13,18 +13,18 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/doctor"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/store"
 )
 
 // With the VXLAN backend, doctor checks the neighbours and FDB entries
 // too, and the MTU black hole is the classic one: the pods' packets fit,
 // the encapsulated ones do not.
 func TestDoctorOnVXLAN(t *testing.T) {
-	l := up(t, store.BackendVXLAN, 2)
+	l := up(t, cluster.BackendVXLAN, 2)
 	waitReachable(t, l, "n1", "n2")
 	t.Run("healthy", func(t *testing.T) {
 		rep, ok := runDoctor(t, l, "n1")

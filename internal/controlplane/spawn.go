@@ -1,4 +1,4 @@
-package kubetest
+package controlplane
 
 import (
 	"context"
@@ -69,7 +69,7 @@ func startIn(nsPath string, cmd *exec.Cmd) error {
 	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 		// The spawner thread is stuck in the wrong namespace; nothing
 		// later can be trusted, so stop here.
-		panic(fmt.Sprintf("kubetest: cannot return from %s: %v", nsPath, err))
+		panic(fmt.Sprintf("controlplane: cannot return from %s: %v", nsPath, err))
 	}
 	return startErr
 }

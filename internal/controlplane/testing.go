@@ -1,10 +1,10 @@
-package kubetest
+package controlplane
 
 import "context"
 
 // TB is the part of testing.TB that StartT needs; taking it rather than
-// testing.TB keeps package testing out of the weft binary, which links this
-// package for `weft lab --datastore kubernetes`.
+// testing.TB keeps package testing out of weft-lab, which links this
+// package to run the control plane of `weft lab --datastore kubernetes`.
 type TB interface {
 	Helper()
 	Cleanup(func())

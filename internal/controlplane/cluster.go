@@ -1,4 +1,4 @@
-package kubetest
+package controlplane
 
 import (
 	"context"
@@ -123,7 +123,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.startControllerManager(ctx); err != nil {
 		return nil, err
 	}
-	opts.Logf("kubetest: control plane ready at %s (dir %s)", c.URL, dir)
+	opts.Logf("controlplane: control plane ready at %s (dir %s)", c.URL, dir)
 	return c, nil
 }
 

@@ -1,10 +1,10 @@
-// Package kubetest runs a real Kubernetes control plane (etcd,
+// Package controlplane runs a real Kubernetes control plane (etcd,
 // kube-apiserver, kube-controller-manager) on loopback or inside a network
 // namespace, for Weft's tests and its lab. It owns the control plane's
 // binaries (built once per machine by hack/kube/build.sh), its PKI, its
 // processes and its files, and removes all of them on Stop. It never
 // touches the network beyond the sockets its processes listen on.
-package kubetest
+package controlplane
 
 import (
 	"fmt"
@@ -64,7 +64,7 @@ func binaries() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(os.Stderr, "kubetest: the Kubernetes %s control plane is not in %s; building it with %s (the first build takes about 12 minutes)\n",
+	fmt.Fprintf(os.Stderr, "controlplane: the Kubernetes %s control plane is not in %s; building it with %s (the first build takes about 12 minutes)\n",
 		KubeVersion, dir, script)
 	cmd := exec.Command(script)
 	cmd.Stdout = os.Stderr
