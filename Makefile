@@ -14,6 +14,8 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft ./cmd/weft
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-cni ./cmd/weft-cni
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-lab ./cmd/weft-lab
+	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/weft-pause ./cmd/weft-pause
+	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/netcheck ./cmd/netcheck
 
 deps:
 	./hack/install-deps.sh

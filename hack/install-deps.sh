@@ -10,6 +10,9 @@ command -v nft >/dev/null      || need+=(nftables)
 command -v iptables >/dev/null || need+=(iptables)
 [ -x /usr/lib/cni/portmap ]    || need+=(containernetworking-plugins)
 command -v make >/dev/null     || need+=(make)
+# runc runs the containers of `weft lab up --kubelet` (containerd is built
+# from Go by hack/containerd/build.sh; runc needs cgo).
+command -v runc >/dev/null     || need+=(runc)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive

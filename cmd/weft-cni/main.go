@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/weftnet/weft/internal/cniplugin"
 )
 
@@ -15,7 +14,6 @@ func main() {
 		fmt.Println(cniplugin.About())
 		return
 	}
-	// No "about" text for skel: without CNI_COMMAND the caller gets a CNI
-	// error object (code 4) as the spec asks, not a banner and exit 0.
-	skel.PluginMainFuncs(cniplugin.Funcs(), cniplugin.Versions, "")
+	// Stdin is bounded (cniplugin.MaxConfigBytes) before skel reads it.
+	cniplugin.Main()
 }

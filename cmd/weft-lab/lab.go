@@ -21,6 +21,7 @@ import (
 func init() {
 	register("lab", "a whole cluster on this machine in network namespaces (up, status, down, run, exec)", runLab)
 	registerHidden(lab.DatastoreCommand, runLabDatastore)
+	registerHidden(lab.NodeRuntimeCommand, runLabNode)
 }
 
 const labUsage = `usage: weft lab up|status|down|run|exec [flags]
@@ -33,6 +34,10 @@ const labUsage = `usage: weft lab up|status|down|run|exec [flags]
           matrix is full)
   exec    weft lab exec [--name NAME] NODE|POD|ul -- CMD...: run CMD in a
           node's or pod's network namespace, or the underlay's (ul)
+  kubectl weft lab kubectl [--name NAME] ARGS...: kubectl with admin
+          credentials against the lab's API server (--datastore kubernetes
+          or --kubelet labs)
+  images  weft lab images --out DIR: write the images of --kubelet labs
 
 Run 'weft lab SUBCOMMAND -h' for its flags.`
 
@@ -52,6 +57,10 @@ func runLab(args []string) error {
 		return labDown(args[1:])
 	case "exec":
 		return labExec(args[1:])
+	case "kubectl":
+		return labKubectl(args[1:])
+	case "images":
+		return labImages(args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprintln(os.Stderr, labUsage)
 		return nil
@@ -73,6 +82,7 @@ func labFlags(name string, cfg *lab.Config) (*flag.FlagSet, *string) {
 	fs.DurationVar(&cfg.ReadyTimeout, "timeout", cfg.ReadyTimeout, "how long to wait for agents and for full connectivity")
 	fs.String("cluster-cidr", cfg.ClusterCIDR.String(), "cluster CIDR the nodes' subnets are leased from")
 	binDir := fs.String("bin-dir", "", "directory holding weft, weft-cni and weft-lab (default: this binary's directory)")
+	fs.BoolVar(&cfg.Kubelet, "kubelet", false, "run a real containerd and kubelet on every node (and kube-scheduler); Weft is then installed with `weft lab kubectl apply -f deploy/weft.yaml`")
 	fs.Func("datastore", "lab datastore: "+strings.Join(lab.DatastoreKinds, " or ")+" (default etcd)", func(v string) error { cfg.Datastore = v; return nil })
 	return fs, binDir
 }
@@ -118,6 +128,9 @@ func labUp(args []string) error {
 		return err
 	}
 	l.PrintStatus(ctx, os.Stdout)
+	if cfg.Kubelet {
+		fmt.Printf("\nthe nodes run kubelet and stay NotReady until a network is installed: `weft lab kubectl --name %s apply -f deploy/weft.yaml`\n", l.Name)
+	}
 	fmt.Printf("\nstep in with `ip netns exec %s-n1 ...` or `weft lab exec --name %s n1 -- ...`; remove with `weft lab down --name %s`\n", l.Name, l.Name, l.Name)
 	return nil
 }

@@ -12,20 +12,12 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/agent"
-	"github.com/weftnet/weft/internal/agentops"
+	"github.com/weftnet/weft/internal/agentserve"
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/store/etcdstore"
 )
-
-// agentOpts holds the agent's flags that datastores may need when opened.
-var agentOpts struct {
-	nodeName    string
-	clusterCIDR netip.Prefix
-	subnetLen   int
-	leaseTTL    time.Duration
-	logger      *slog.Logger
-}
 
 func init() {
 	register("agent", "run the node agent (or remove what it made: --cleanup)", runAgent)
@@ -33,12 +25,11 @@ func init() {
 
 func runAgent(args []string) error {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	host, _ := os.Hostname()
-	nodeName := fs.String("node-name", host, "this node's name")
+	nodeName := fs.String("node-name", "", "this node's name (default: $NODE_NAME, which the DaemonSet sets to the Node's name, else the host name)")
 	dsName := fs.String("datastore", "", "where leases and node records live: "+datastoreNames())
 	cidr := fs.String("cluster-cidr", "10.244.0.0/16", "the pod network; every node leases a subnet of it")
 	subnetLen := fs.Int("subnet-len", 24, "prefix length of each node's pod subnet")
-	ttl := fs.Duration("lease-ttl", 60*time.Second, "how long a subnet lease lives without renewal")
+	ttl := fs.Duration("lease-ttl", etcdstore.DefaultTTL, "how long a subnet lease and the node's record live without renewal (long, so that peers keep routing to a node whose agent is down)")
 	backend := cluster.BackendAuto
 	fs.Var(&backend, "backend", "how peers are reached: auto (direct route on the same L2 segment, VXLAN otherwise), host-gw or vxlan")
 	mtu := fs.Int("mtu", 0, fmt.Sprintf("the pods' MTU (at least %d); 0 derives it from the underlay interface: its MTU, less %d for VXLAN unless --backend is host-gw", cluster.MinMTU, cluster.VXLANOverhead))
@@ -47,14 +38,14 @@ func runAgent(args []string) error {
 	runDir := fs.String("run-dir", names.RunDir, "sockets")
 	confDir := fs.String("cni-conf-dir", names.CNIConfDir, "where the CNI config is written")
 	binDir := fs.String("cni-bin-dir", names.CNIBinDir, "the CNI plugins' directory (portmap is chained when present)")
+	netpolOn := fs.Bool("network-policy", true, "enforce Kubernetes NetworkPolicy on this node's pods (with --datastore kubernetes)")
 	metricsAddr := fs.String("metrics-addr", fmt.Sprintf("127.0.0.1:%d", names.MetricsPort), "address serving Prometheus /metrics (empty: none)")
 	healthAddr := fs.String("health-addr", fmt.Sprintf("127.0.0.1:%d", names.HealthPort), "address serving /healthz and /readyz (empty: none)")
 	resync := fs.Duration("resync", 30*time.Second, "how often the datapath is checked for drift")
+	procSysNet := fs.String("proc-sys-net", "/proc/sys/net", "the node's net sysctls (a writable bind of the host's /proc/sys/net in a container)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	cleanup := fs.Bool("cleanup", false, "remove everything Weft made on this node (and, with --datastore, the node's record and lease) and exit")
-	for _, ds := range datastores {
-		ds.addFlags(fs)
-	}
+	openDatastore := datastoreFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,10 +64,10 @@ func runAgent(args []string) error {
 	slog.SetDefault(log)
 
 	cfg := agent.Config{
-		NodeName: *nodeName, Backend: backend, MTU: *mtu,
-		DataDir: *dataDir, RunDir: *runDir, CNIConfDir: *confDir, CNIBinDir: *binDir,
-		HealthAddr: *healthAddr, Resync: *resync, Logger: log,
-		// agentops below answers probes on this port; the record says so.
+		NodeName: resolveNodeName(*nodeName), Backend: backend, MTU: *mtu,
+		Dirs:       names.Dirs{Data: *dataDir, Run: *runDir, CNIConf: *confDir, CNIBin: *binDir},
+		HealthAddr: *healthAddr, Resync: *resync, Logger: log, ProcSysNet: *procSysNet,
+		// agentserve below answers probes on this port; the record says so.
 		ProbePort: names.ProbePort,
 	}
 	var err error
@@ -88,8 +79,6 @@ func runAgent(args []string) error {
 			return fmt.Errorf("--underlay-ip: %w", err)
 		}
 	}
-	agentOpts.nodeName, agentOpts.clusterCIDR, agentOpts.subnetLen, agentOpts.leaseTTL, agentOpts.logger =
-		*nodeName, cfg.ClusterCIDR, *subnetLen, *ttl, log
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -99,17 +88,24 @@ func runAgent(args []string) error {
 	}
 	var endpoint string
 	if *dsName != "" {
-		if cfg.Store, endpoint, err = openDatastore(ctx, *dsName); err != nil {
+		sc := storeConfig{NodeName: cfg.NodeName, ClusterCIDR: cfg.ClusterCIDR, SubnetLen: *subnetLen, LeaseTTL: *ttl, Logger: log}
+		if cfg.Store, endpoint, err = openDatastore(*dsName, sc); err != nil {
 			return fmt.Errorf("datastore %s: %w", *dsName, err)
 		}
 		defer cfg.Store.Close()
+		// No peer's record may route the datastore away from this node.
+		cfg.Protected = agent.EndpointPrefixes(ctx, endpoint)
 	}
 
 	if *cleanup {
 		log.Info("removing everything Weft made on this node", "node", cfg.NodeName)
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if err := agent.Cleanup(cctx, cfg); err != nil {
+		removed, err := agent.Cleanup(cctx, cfg)
+		for _, r := range removed {
+			log.Info("removed", "what", r)
+		}
+		if err != nil {
 			return fmt.Errorf("cleanup: %w", err)
 		}
 		log.Info("cleanup done", "node", cfg.NodeName)
@@ -118,6 +114,9 @@ func runAgent(args []string) error {
 
 	m := metrics.New()
 	cfg.Metrics = m
+	if *netpolOn {
+		cfg.Policy = policyRunner(cfg.NodeName, cfg.ProcSysNet, m, log)
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
@@ -125,9 +124,8 @@ func runAgent(args []string) error {
 	opsCtx, stopOps := context.WithCancel(ctx)
 	opsErr := make(chan error, 1)
 	go func() {
-		opsErr <- agentops.Run(opsCtx, a, agentops.Config{
-			ClusterCIDR: cfg.ClusterCIDR, RunDir: *runDir, DataDir: *dataDir,
-			CNIConfDir: *confDir, CNIBinDir: *binDir,
+		opsErr <- agentserve.Run(opsCtx, a, agentserve.Config{
+			ClusterCIDR: cfg.ClusterCIDR, Dirs: cfg.Dirs,
 			DatastoreKind: *dsName, DatastoreEndpoint: endpoint, MetricsAddr: *metricsAddr, Metrics: m, Logger: log,
 		})
 	}()
@@ -141,4 +139,19 @@ func runAgent(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// resolveNodeName is this node's name, decided once for the agent and its
+// datastore: --node-name when given, else NODE_NAME (what the DaemonSet
+// sets from spec.nodeName), else the host name, which is kubelet's default
+// Node name.
+func resolveNodeName(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if env := os.Getenv("NODE_NAME"); env != "" {
+		return env
+	}
+	host, _ := os.Hostname()
+	return host
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -15,22 +14,19 @@ import (
 	"github.com/weftnet/weft/internal/version"
 )
 
-var kubeFlags struct {
-	kubeconfig      string
-	allocateSubnets bool
-	namespace       string
-}
-
 func init() {
-	registerDatastore("kubernetes", func(fs *flag.FlagSet) {
-		fs.StringVar(&kubeFlags.kubeconfig, "kubeconfig", "", "kubeconfig file for the Kubernetes datastore (default: $KUBECONFIG, else the pod's in-cluster service account)")
-		fs.BoolVar(&kubeFlags.allocateSubnets, "kube-allocate-subnets", false, "allocate pod subnets for Nodes that kube-controller-manager gives no podCIDR (clusters without --allocate-node-cidrs)")
-		fs.StringVar(&kubeFlags.namespace, "kube-namespace", "kube-system", "namespace of the subnet claims made with --kube-allocate-subnets")
-	}, openKube)
+	registerDatastore("kubernetes", func(fs *flag.FlagSet) func(storeConfig) (store.Store, string, error) {
+		kubeconfig := fs.String("kubeconfig", "", "kubeconfig file for the Kubernetes datastore (default: $KUBECONFIG, else the pod's in-cluster service account)")
+		allocate := fs.Bool("kube-allocate-subnets", false, "allocate pod subnets for Nodes that kube-controller-manager gives no podCIDR (clusters without --allocate-node-cidrs)")
+		namespace := fs.String("kube-namespace", "kube-system", "namespace of the subnet claims made with --kube-allocate-subnets")
+		return func(c storeConfig) (store.Store, string, error) {
+			return openKube(c, *kubeconfig, *allocate, *namespace)
+		}
+	})
 }
 
-func openKube(ctx context.Context) (store.Store, string, error) {
-	cfg, err := kubeRESTConfig(kubeFlags.kubeconfig)
+func openKube(c storeConfig, kubeconfig string, allocate bool, namespace string) (store.Store, string, error) {
+	cfg, err := kubeRESTConfig(kubeconfig)
 	if err != nil {
 		return nil, "", err
 	}
@@ -40,16 +36,20 @@ func openKube(ctx context.Context) (store.Store, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("kubernetes client: %w", err)
 	}
-	s, err := kubestore.New(kubestore.Config{
+	kubeClient = client // shared with the NetworkPolicy controller (policy.go)
+	s, err := kubestore.Open(kubestore.Config{
 		Client:          client,
-		NodeName:        kubeNodeName(),
-		AllocateSubnets: kubeFlags.allocateSubnets,
-		ClusterCIDR:     agentOpts.clusterCIDR,
-		SubnetLen:       agentOpts.subnetLen,
-		Namespace:       kubeFlags.namespace,
-		Logger:          agentOpts.logger,
+		NodeName:        c.NodeName,
+		AllocateSubnets: allocate,
+		ClusterCIDR:     c.ClusterCIDR,
+		SubnetLen:       c.SubnetLen,
+		Namespace:       namespace,
+		Logger:          c.Logger,
 	})
-	return s, cfg.Host, err
+	if err != nil {
+		return nil, "", err
+	}
+	return s, cfg.Host, nil
 }
 
 // kubeRESTConfig reads the kubeconfig, or the in-cluster service account
@@ -70,15 +70,4 @@ func kubeRESTConfig(path string) (*rest.Config, error) {
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
 	return cfg, nil
-}
-
-// kubeNodeName is the agent's Node: --node-name when given, else NODE_NAME
-// (what the DaemonSet sets from spec.nodeName), else the host name, which
-// is kubelet's default Node name.
-func kubeNodeName() string {
-	host, _ := os.Hostname()
-	if env := os.Getenv("NODE_NAME"); env != "" && agentOpts.nodeName == host {
-		return env
-	}
-	return agentOpts.nodeName
 }

@@ -12,7 +12,7 @@ import (
 // Kubernetes clientset (a Go type and scheme registration for every API
 // group) cost the agent about 17 MB, the embedded etcd server of the lab
 // about 14 MB; the agent uses the dynamic client, and the lab is weft-lab.
-func TestWtgAgentBinaryLinksNoHeavyPackages(t *testing.T) {
+func TestAgentBinaryLinksNoHeavyPackages(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("the go command is needed to list weft's imports: %v", err)

@@ -56,7 +56,8 @@ func runInstallCNI(args []string) error {
 	// forth (portmap is chained when the runtime's plugins include it).
 	changed, err = cniconf.Write(*confDir, cniconf.Config{
 		Bridge: names.Bridge, DataDir: *dataDir, RunDir: *runDir,
-		Portmap: cniconf.HasPlugin(*binDir, "portmap"),
+		Portmap:         cniconf.HasPlugin(*binDir, "portmap"),
+		PortmapVersions: cniconf.PluginVersions(*binDir, "portmap"),
 	})
 	if err != nil {
 		return err

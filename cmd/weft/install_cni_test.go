@@ -27,7 +27,7 @@ func installCNI(t *testing.T, args ...string) (string, error) {
 // install-cni puts the real plugin and a conflist that libcni loads into
 // the node's CNI dirs, and a second run (the init container runs on every
 // pod start) changes nothing.
-func TestWtkInstallCNI(t *testing.T) {
+func TestInstallCNI(t *testing.T) {
 	plugin, err := testbin.Path("weft-cni")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestWtkInstallCNI(t *testing.T) {
 }
 
 // Bad input is a clear error and leaves nothing behind.
-func TestWtkInstallCNIBadInput(t *testing.T) {
+func TestInstallCNIBadInput(t *testing.T) {
 	dir := t.TempDir()
 	bin, conf := filepath.Join(dir, "bin"), filepath.Join(dir, "net.d")
 	out, err := installCNI(t, "--plugin", filepath.Join(dir, "missing"), "--cni-bin-dir", bin, "--cni-conf-dir", conf)

@@ -13,10 +13,6 @@ func register(name, summary string, run func(args []string) error) {
 	commands.Register(name, summary, run)
 }
 
-func registerHidden(name string, run func(args []string) error) {
-	commands.RegisterHidden(name, run)
-}
-
 var interruptible = cli.Interruptible
 
 func main() { commands.Main() }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/preflight"
 	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testnet"
 )
 
 // opsAgent answers the local API like an agent with two peers, one of them
@@ -33,7 +33,8 @@ type opsAgent struct{}
 func (opsAgent) Status(context.Context) (agentapi.Status, error) {
 	return agentapi.Status{
 		Node: "wto-a", Subnet: netip.MustParsePrefix("10.244.1.0/24"), ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-		Backend: "auto", MTU: 1450, Datastore: agentapi.Datastore{Kind: "etcd", Endpoint: "http://192.168.50.1:2379", Healthy: true},
+		Backend: "auto", MTU: 1450, Datastore: agentapi.Datastore{Kind: "etcd", Endpoint: "http://192.168.50.1:2379", Healthy: true,
+			LastContact: time.Now().Add(-2 * time.Hour)},
 		Peers: 2, Unreachable: 1, Pods: 3, AddressesUsed: 3, AddressesFree: 250, Version: "v9.9.9",
 		StartedAt: time.Now().Add(-time.Hour), Degraded: []string{"peer wto-c unreachable for 2m0s"},
 	}, nil
@@ -85,7 +86,7 @@ func TestStatusAndPeersCommands(t *testing.T) {
 		t.Fatalf("weft status: %v\n%s", err, out)
 	}
 	t.Logf("weft status:\n%s", out)
-	for _, want := range []string{"wto-a", "10.244.1.0/24 (cluster 10.244.0.0/16)", "pod MTU 1450", "etcd http://192.168.50.1:2379, healthy",
+	for _, want := range []string{"wto-a", "10.244.1.0/24 (cluster 10.244.0.0/16)", "pod MTU 1450", "etcd http://192.168.50.1:2379, healthy (last contact 2h0m ago)",
 		"2, 1 UNREACHABLE for longer", "3 used, 250 free", "v9.9.9, up 1h0m", "peer wto-c unreachable"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("weft status lacks %q:\n%s", want, out)
@@ -126,13 +127,8 @@ func TestStatusWithoutAgentExplains(t *testing.T) {
 
 func opsNode(t *testing.T) (string, ns.NetNS) {
 	t.Helper()
-	name := fmt.Sprintf("wto%06x", rand.IntN(1<<24))
-	n, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); netns.Delete(name) })
-	return name, n
+	n := testnet.NewNS(t, "ops")
+	return n.Name, n
 }
 
 func TestPreflightCommandFailsOnTakenPort(t *testing.T) {
@@ -215,6 +211,7 @@ func TestUninstallCommand(t *testing.T) {
 }
 
 func TestOnlyRootReadsTheAgent(t *testing.T) {
+	testnet.RequireRoot(t, "runs weft as another user")
 	bin, dir := weftBin(t), serveAgent(t)
 	// Let anyone reach the directory, so that only the socket's own mode
 	// keeps other users out; the binary too must be runnable by them.

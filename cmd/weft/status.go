@@ -40,6 +40,12 @@ func printStatus(w io.Writer, s agentapi.Status) {
 		if s.Datastore.Error != "" {
 			ds += ": " + s.Datastore.Error
 		}
+		// How long it has been unreachable is what decides what to do.
+		if s.Datastore.LastContact.IsZero() {
+			ds += " (never reached)"
+		} else {
+			ds += fmt.Sprintf(" (last contact %s ago)", ago(s.Datastore.LastContact))
+		}
 	}
 	line("Datastore", "%s", ds)
 	peers := fmt.Sprintf("%d", s.Peers)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/agentapi"
+	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/uninstall"
 )
 
@@ -15,18 +16,18 @@ func init() {
 }
 
 func runUninstall(args []string) error {
-	d := uninstall.Defaults()
+	d := names.DefaultDirs()
 	fs := flag.NewFlagSet("uninstall", flag.ContinueOnError)
-	fs.StringVar(&d.ConfDir, "cni-conf-dir", d.ConfDir, "CNI config directory")
-	fs.StringVar(&d.BinDir, "cni-bin-dir", d.BinDir, "CNI plugin directory")
-	fs.StringVar(&d.DataDir, "data-dir", d.DataDir, "Weft's data directory")
-	fs.StringVar(&d.RunDir, "run-dir", d.RunDir, "Weft's run directory")
+	fs.StringVar(&d.CNIConf, "cni-conf-dir", d.CNIConf, "CNI config directory")
+	fs.StringVar(&d.CNIBin, "cni-bin-dir", d.CNIBin, "CNI plugin directory")
+	fs.StringVar(&d.Data, "data-dir", d.Data, "Weft's data directory (removed with everything in it: it must be Weft's, named weft or holding Weft's files)")
+	fs.StringVar(&d.Run, "run-dir", d.Run, "Weft's run directory (removed with everything in it, under the same rule)")
 	force := fs.Bool("force", false, "uninstall even though the agent still answers on this node")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	// A running agent would put everything back at its next reconcile.
-	if c, err := net.DialTimeout("unix", agentapi.SocketPath(d.RunDir), time.Second); err == nil {
+	if c, err := net.DialTimeout("unix", agentapi.SocketPath(d.Run), time.Second); err == nil {
 		c.Close()
 		if !*force {
 			return fmt.Errorf("the Weft agent is still running on this node and would recreate what uninstall removes: stop it first (kubectl -n kube-system delete daemonset weft), or pass --force")

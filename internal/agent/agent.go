@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
+	"github.com/weftnet/weft/internal/nodestate"
 	"github.com/weftnet/weft/internal/store"
 )
 
@@ -83,6 +85,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	fatal := make(chan error, 1)
+	a.startPolicy(ctx, &wg, lease.Subnet)
 
 	// Publish before watching, so that the node is in the datastore by the
 	// time it reports ready; keepLease retries if this fails.
@@ -150,6 +153,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				retry = time.After(2 * time.Second)
 			}
 		case <-beat.C:
+			a.readDrops()
 		}
 		a.beat()
 		if !reconcile {
@@ -167,12 +171,26 @@ func (a *Agent) Run(ctx context.Context) error {
 // An exhausted cluster CIDR is fatal: retrying cannot fix it.
 func (a *Agent) acquire(ctx context.Context) (store.Lease, error) {
 	backoff := 500 * time.Millisecond
+	// The subnet this node's pods already use, when the agent ran here
+	// before: if the lease lapsed while the agent was down (a crash loop,
+	// a reboot), asking for the same subnet keeps the running pods'
+	// addresses routable.
+	var prefer netip.Prefix
+	if st, err := nodestate.Read(a.cfg.Dirs.Data); err == nil {
+		prefer = st.Subnet
+	}
 	for {
 		a.beat()
-		l, err := a.cfg.Store.AcquireLease(ctx, a.cfg.NodeName)
+		l, err := a.cfg.Store.AcquireLease(ctx, a.cfg.NodeName, prefer)
 		if err == nil {
 			if !a.cfg.ClusterCIDR.Contains(l.Subnet.Addr()) {
 				return l, fmt.Errorf("the datastore gave node %s the subnet %s, outside the cluster CIDR %s", a.cfg.NodeName, l.Subnet, a.cfg.ClusterCIDR)
+			}
+			if prefer.IsValid() && l.Subnet != prefer {
+				// setup rewrites node.json, so new pods get the new subnet;
+				// pods made before keep addresses that no peer routes here.
+				a.log.Warn("this node's pod subnet changed: pods made before keep addresses of the old subnet and must be restarted",
+					"old", prefer, "new", l.Subnet)
 			}
 			a.leaseHeld.Store(true)
 			a.update(func(s *Status) { s.Lease = &l })
@@ -292,6 +310,13 @@ func (a *Agent) publish(ctx context.Context, rec cluster.Node) bool {
 func (a *Agent) reconcile(dp *datapath.Datapath, peers []cluster.Node) error {
 	start := time.Now()
 	res, err := dp.Reconcile(peers)
+	// The VXLAN guard lets in exactly the peers the datapath planned for
+	// (also when some of their paths failed); without a plan (the
+	// datapath failed before it) the guard stays as it is.
+	if err == nil || res.Peers != nil {
+		g, gerr := a.syncVXLANGuard(res.Peers)
+		res.Added, res.Removed, err = res.Added+g.Added, res.Removed+g.Removed, errors.Join(err, gerr)
+	}
 	took := time.Since(start)
 	if m := a.cfg.Metrics; m != nil {
 		m.ObserveReconcile(took, err)
@@ -313,11 +338,26 @@ func (a *Agent) reconcile(dp *datapath.Datapath, peers []cluster.Node) error {
 	s.Routes, s.Neighbours, s.FDB, s.Peers = res.Routes, res.Neighbours, res.FDB, res.Peers
 	a.mu.Unlock()
 
+	refused := map[string]int{}
 	for _, p := range res.Peers {
-		if o, ok := old[p.Name]; !ok || o.Path != p.Path || o.Subnet != p.Subnet || o.UnderlayIP != p.UnderlayIP {
+		o, ok := old[p.Name]
+		changed := !ok || o.Path != p.Path || o.Subnet != p.Subnet || o.UnderlayIP != p.UnderlayIP || o.Reason != p.Reason
+		switch {
+		case p.Refused != "":
+			refused[p.Refused]++
+			if changed {
+				// A record the datapath does not trust: someone may be
+				// trying to take over a route, or a node is misconfigured.
+				a.log.Warn("peer record refused", "peer", p.Name, "subnet", p.Subnet, "underlay_ip", p.UnderlayIP,
+					"refused", p.Refused, "reason", p.Reason)
+			}
+		case changed:
 			a.log.Info("peer path", "peer", p.Name, "subnet", p.Subnet, "underlay_ip", p.UnderlayIP, "path", p.Path, "reason", p.Reason)
 		}
 		delete(old, p.Name)
+	}
+	if m := a.cfg.Metrics; m != nil {
+		m.SetRefusedRecords(datapath.RefusalReasons, refused)
 	}
 	for name := range old {
 		a.log.Info("peer left", "peer", name)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,15 +17,14 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/internal/datapath/dptest"
+	"github.com/weftnet/weft/internal/kernelstate"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nodestate"
 	"github.com/weftnet/weft/internal/store/etcdstore/etcdtest"
 	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -38,7 +38,7 @@ var cidr = netip.MustParsePrefix("10.244.0.0/16")
 // env is a test network with etcd in its router namespace.
 type env struct {
 	t      testing.TB
-	topo   *dptest.Topo
+	topo   *testnet.Topo
 	etcd   *etcdtest.Proc
 	bin    string
 	dir    string
@@ -47,7 +47,7 @@ type env struct {
 }
 
 type agentProc struct {
-	node *dptest.Node
+	node *testnet.Node
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
@@ -55,13 +55,15 @@ type agentProc struct {
 }
 
 func newEnv(t testing.TB, extra []string, segments ...[]string) *env {
+	t.Helper()
+	testnet.RequireRoot(t)
 	bin, err := testbin.Path("weft")
 	if err != nil {
 		t.Fatal(err)
 	}
-	topo := dptest.New(t, "wta", segments...)
+	topo := testnet.NewTopo(t, "ag", segments...)
 	e := &env{t: t, topo: topo, bin: bin, dir: t.TempDir(), extra: extra, agents: map[string]*agentProc{}}
-	e.etcd = etcdtest.StartIn(t, netns.Path(topo.Prefix+"-r"), netip.MustParseAddr("172.30.1.254"))
+	e.etcd = etcdtest.StartIn(t, topo.Router.Path(), netip.MustParseAddr("172.30.1.254"))
 	return e
 }
 
@@ -120,7 +122,7 @@ func (p *agentProc) stop(t testing.TB, sig syscall.Signal) {
 }
 
 // get does an HTTP GET of the agent's health endpoint from inside its node.
-func get(n *dptest.Node, path string) (int, string, error) {
+func get(n *testnet.Node, path string) (int, string, error) {
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := n.NS.Do(func(ns.NetNS) error {
@@ -143,22 +145,10 @@ func get(n *dptest.Node, path string) (int, string, error) {
 	return resp.StatusCode, b.String(), nil
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, timeout time.Duration, cond func() error) {
-	t.Helper()
-	var err error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if err = cond(); err == nil {
-			return
-		}
-	}
-	t.Fatalf("%s: %v", what, err)
-}
-
 func (e *env) waitReady(node string) {
 	e.t.Helper()
 	p := e.agents[node]
-	eventually(e.t, "agent of "+node+" ready", 30*time.Second, func() error {
+	testnet.Eventually(e.t, 30*time.Second, "agent of "+node+" ready", func() error {
 		select {
 		case <-p.done:
 			b, _ := os.ReadFile(p.log)
@@ -184,48 +174,41 @@ func (e *env) state(node string) nodestate.State {
 	return s
 }
 
-// snapshot is the Weft state of a node's kernel, for before/after checks.
+// snapshot is the Weft state of a node's kernel, for before/after checks:
+// the shared snapshot (testnet.Kernel) cut down to what Weft programs.
 type snapshot struct {
 	routes, neighs, fdb []string
 	bridgeIdx, vxIdx    int
 }
 
-func kernelState(t testing.TB, n *dptest.Node) snapshot {
+func kernelState(t testing.TB, n *testnet.Node) snapshot {
+	t.Helper()
 	var s snapshot
-	n.Do(t, func() error {
-		rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: names.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
-		if err != nil {
-			return err
+	k := testnet.Kernel(t, n.Path())
+	f := kernelstate.Field
+	for _, l := range k.Of("route") {
+		if f(l, "proto") == strconv.Itoa(names.RouteProtocol) {
+			s.routes = append(s.routes, fmt.Sprintf("%s via %s dev %s onlink=%s", f(l, "dst"), f(l, "gw"), f(l, "dev"), f(l, "onlink")))
 		}
-		for _, r := range rs {
-			s.routes = append(s.routes, fmt.Sprintf("%s via %s if%d flags%d", r.Dst, r.Gw, r.LinkIndex, r.Flags))
+	}
+	for _, l := range k.Of("link") {
+		switch f(l, "name") {
+		case names.Bridge:
+			s.bridgeIdx, _ = strconv.Atoi(f(l, "index"))
+		case names.VXLANDevice:
+			s.vxIdx, _ = strconv.Atoi(f(l, "index"))
 		}
-		if br, err := netlink.LinkByName(names.Bridge); err == nil {
-			s.bridgeIdx = br.Attrs().Index
+	}
+	for _, l := range k.Of("neigh") {
+		if f(l, "dev") == names.VXLANDevice {
+			s.neighs = append(s.neighs, f(l, "ip")+" "+f(l, "lladdr"))
 		}
-		vx, err := netlink.LinkByName(names.VXLANDevice)
-		if err != nil {
-			return nil
+	}
+	for _, l := range k.Of("fdb") {
+		if f(l, "dev") == names.VXLANDevice {
+			s.fdb = append(s.fdb, f(l, "mac")+" "+f(l, "dst"))
 		}
-		s.vxIdx = vx.Attrs().Index
-		nb, err := netlink.NeighList(s.vxIdx, netlink.FAMILY_V4)
-		if err != nil {
-			return err
-		}
-		for _, x := range nb {
-			s.neighs = append(s.neighs, x.IP.String()+" "+x.HardwareAddr.String())
-		}
-		fdb, err := netlink.NeighList(s.vxIdx, unix.AF_BRIDGE)
-		if err != nil {
-			return err
-		}
-		for _, x := range fdb {
-			if x.LinkIndex == s.vxIdx {
-				s.fdb = append(s.fdb, x.HardwareAddr.String()+" "+x.IP.String())
-			}
-		}
-		return nil
-	})
+	}
 	return s
 }
 
@@ -245,7 +228,7 @@ func routeTo(s snapshot, subnet netip.Prefix) string {
 // stream sends numbered UDP datagrams from src to dst every 5 ms until
 // stop is closed (at most 4000), and returns how many were sent and how
 // many came back.
-func stream(t testing.TB, from *dptest.Node, src netip.Addr, to *dptest.Node, dst netip.Addr, stop <-chan struct{}) (sent, got int) {
+func stream(t testing.TB, from *testnet.Node, src netip.Addr, to *testnet.Node, dst netip.Addr, stop <-chan struct{}) (sent, got int) {
 	var lc, out *net.UDPConn
 	to.Do(t, func() (err error) { lc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: dst.AsSlice()}); return })
 	defer lc.Close()

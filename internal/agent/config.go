@@ -28,13 +28,16 @@ type Config struct {
 	NodeName    string
 	Backend     cluster.Backend
 	ClusterCIDR netip.Prefix
+	// Protected are prefixes that no peer's record may get a route to,
+	// beside the node's own addresses and connected networks: the
+	// datastore's addresses (see EndpointPrefixes).
+	Protected []netip.Prefix
 	// UnderlayIP is the node's address between nodes; zero means the IPv4
 	// address of the interface that holds the default route.
 	UnderlayIP netip.Addr
-	DataDir    string
-	RunDir     string
-	CNIConfDir string
-	CNIBinDir  string
+	// Dirs are where the agent writes the node state and CNI config and
+	// opens its sockets; empty ones get Weft's standard paths.
+	Dirs names.Dirs
 	// MTU is the pods' MTU. Zero derives it from the underlay interface:
 	// its MTU, less the VXLAN overhead when VXLAN may be used. An explicit
 	// MTU is for underlays whose interface MTU is not what the path
@@ -51,8 +54,16 @@ type Config struct {
 	Resync time.Duration
 	Store  store.Store
 	Logger *slog.Logger
+	// ProcSysNet is where the agent's network namespace's net sysctls are
+	// (default /proc/sys/net). In a container /proc/sys is read-only, so
+	// the DaemonSet mounts the host's /proc/sys/net elsewhere, writable:
+	// with hostNetwork it answers for the node's namespace.
+	ProcSysNet string
 	// Metrics, when set, receives reconcile, lease and datastore events.
 	Metrics *metrics.Metrics
+	// Policy, when set, enforces NetworkPolicy once the subnet is leased
+	// (see policy.go).
+	Policy PolicyRunner
 }
 
 func (c *Config) setDefaults() error {
@@ -74,7 +85,7 @@ func (c *Config) setDefaults() error {
 	if c.MTU != 0 && c.MTU < cluster.MinMTU {
 		return fmt.Errorf("pod MTU %d: must be at least %d (or 0 to derive it from the underlay)", c.MTU, cluster.MinMTU)
 	}
-	c.defaultDirs()
+	c.Dirs = c.Dirs.WithDefaults()
 	if c.Resync <= 0 {
 		c.Resync = 30 * time.Second
 	}
@@ -82,19 +93,4 @@ func (c *Config) setDefaults() error {
 		c.Logger = slog.Default()
 	}
 	return nil
-}
-
-func (c *Config) defaultDirs() {
-	if c.DataDir == "" {
-		c.DataDir = names.DataDir
-	}
-	if c.RunDir == "" {
-		c.RunDir = names.RunDir
-	}
-	if c.CNIConfDir == "" {
-		c.CNIConfDir = names.CNIConfDir
-	}
-	if c.CNIBinDir == "" {
-		c.CNIBinDir = names.CNIBinDir
-	}
 }

@@ -2,9 +2,6 @@ package agent_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/netip"
 	"path/filepath"
 	"testing"
 
@@ -13,26 +10,12 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/cniconf"
-	"github.com/weftnet/weft/internal/datapath/dptest"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/netns"
-	"github.com/weftnet/weft/internal/store/etcdstore/etcdtest"
 	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testnet"
 )
 
-// newMTUEnv is newEnv with namespaces of this file's own prefix.
-func newMTUEnv(t *testing.T, segments ...[]string) *env {
-	bin, err := testbin.Path("weft")
-	if err != nil {
-		t.Fatal(err)
-	}
-	topo := dptest.New(t, "wtg", segments...)
-	e := &env{t: t, topo: topo, bin: bin, dir: t.TempDir(), agents: map[string]*agentProc{}}
-	e.etcd = etcdtest.StartIn(t, netns.Path(topo.Prefix+"-r"), netip.MustParseAddr("172.30.1.254"))
-	return e
-}
-
-func linkMTU(t *testing.T, n *dptest.Node, name string) int {
+func linkMTU(t *testing.T, n *testnet.Node, name string) int {
 	t.Helper()
 	var mtu int
 	n.Do(t, func() error {
@@ -58,16 +41,9 @@ func addPod(t *testing.T, e *env, node string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "wtg-pod-" + hex.EncodeToString(b)
-	pod, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pod.Close(); netns.Delete(name) })
+	pod := testnet.NewNS(t, "agpod")
 	cni := libcni.NewCNIConfigWithCacheDir([]string{filepath.Dir(plugin)}, t.TempDir(), nil)
-	rt := &libcni.RuntimeConf{ContainerID: name, NetNS: netns.Path(name), IfName: "eth0"}
+	rt := &libcni.RuntimeConf{ContainerID: pod.Name, NetNS: pod.Path(), IfName: "eth0"}
 	n := e.topo.Nodes[node]
 	// The plugin is forked from the thread that Do moved into the node.
 	n.Do(t, func() error {
@@ -94,8 +70,8 @@ func addPod(t *testing.T, e *env, node string) int {
 // `weft agent --mtu` sets the pods' MTU: it is what the node state hands
 // the plugin, what the bridge gets, and what a pod gets; without it the
 // MTU is still derived from the underlay (1500 − 50 for VXLAN).
-func TestWtgMTUOverrideReachesNodeStateBridgeAndPods(t *testing.T) {
-	e := newMTUEnv(t, []string{"a", "b"})
+func TestMTUOverrideReachesNodeStateBridgeAndPods(t *testing.T) {
+	e := newEnv(t, nil, []string{"a", "b"})
 	e.start("a", "--mtu", "1400")
 	e.start("b")
 	e.waitReady("a")
@@ -124,8 +100,8 @@ func TestWtgMTUOverrideReachesNodeStateBridgeAndPods(t *testing.T) {
 
 // A pod MTU that the underlay cannot carry, or below IPv4's minimum, is a
 // clear error before any lease is taken, and leaves nothing behind.
-func TestWtgMTUOverrideTheUnderlayCannotCarry(t *testing.T) {
-	e := newMTUEnv(t, []string{"a"})
+func TestMTUOverrideTheUnderlayCannotCarry(t *testing.T) {
+	e := newEnv(t, nil, []string{"a"})
 	for _, tc := range []struct {
 		flags []string
 		want  string

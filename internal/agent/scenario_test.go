@@ -19,14 +19,15 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/weftnet/weft/internal/cniconf"
-	"github.com/weftnet/weft/internal/datapath/dptest"
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/nodestate"
+	"github.com/weftnet/weft/internal/store/etcdstore"
+	"github.com/weftnet/weft/internal/testnet"
 )
 
 // pod makes a pod behind node's bridge at the node subnet's .10.
-func (e *env) pod(node string) *dptest.Node {
+func (e *env) pod(node string) *testnet.Node {
 	st := e.state(node)
 	ip := st.Subnet.Addr().Next().Next()
 	for range 8 {
@@ -35,9 +36,9 @@ func (e *env) pod(node string) *dptest.Node {
 	return e.topo.AddPod(e.t, e.topo.Nodes[node], "p"+node, netip.PrefixFrom(ip, st.Subnet.Bits()), st.Gateway().Addr(), names.Bridge)
 }
 
-func echo(t *testing.T, from, to *dptest.Node) {
+func echo(t *testing.T, from, to *testnet.Node) {
 	t.Helper()
-	if err := dptest.Echo(from, from.IP, to, to.IP); err != nil {
+	if err := testnet.Echo(from, from.IP, to, to.IP); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -47,7 +48,7 @@ func echo(t *testing.T, from, to *dptest.Node) {
 // agent killed with -9 and restarted changes nothing and loses no packet;
 // an etcd outage changes nothing; a peer that left while an agent was down
 // is removed by that agent when it comes back.
-func TestWtaAgentsConnectPodsAndRestartsDisturbNothing(t *testing.T) {
+func TestAgentsConnectPodsAndRestartsDisturbNothing(t *testing.T) {
 	e := newEnv(t, nil, []string{"a", "b"}, []string{"c"})
 	for _, n := range []string{"a", "b", "c"} {
 		e.start(n)
@@ -72,7 +73,7 @@ func TestWtaAgentsConnectPodsAndRestartsDisturbNothing(t *testing.T) {
 	}
 
 	// Every node programs every peer once the watch delivers it.
-	eventually(t, "a routes b directly and c over VXLAN", 20*time.Second, func() error {
+	testnet.Eventually(t, 20*time.Second, "a routes b directly and c over VXLAN", func() error {
 		k := kernelState(t, e.topo.Nodes["a"])
 		rb, rc := routeTo(k, sb.Subnet), routeTo(k, sc.Subnet)
 		if !strings.Contains(rb, "via 172.30.1.2 ") || !strings.Contains(rc, fmt.Sprintf("via %s ", sc.Subnet.Addr())) || len(k.fdb) != 1 {
@@ -80,7 +81,7 @@ func TestWtaAgentsConnectPodsAndRestartsDisturbNothing(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, "c reaches a and b over VXLAN", 20*time.Second, func() error {
+	testnet.Eventually(t, 20*time.Second, "c reaches a and b over VXLAN", func() error {
 		k := kernelState(t, e.topo.Nodes["c"])
 		if len(k.routes) != 2 || len(k.neighs) != 2 || len(k.fdb) != 2 {
 			return fmt.Errorf("node c: %s", k)
@@ -135,7 +136,7 @@ func TestWtaAgentsConnectPodsAndRestartsDisturbNothing(t *testing.T) {
 	// ready but alive, and touches nothing.
 	e.agents["a"].stop(t, syscall.SIGKILL)
 	e.start("a")
-	eventually(t, "restarted a alive but not ready", 10*time.Second, func() error {
+	testnet.Eventually(t, 10*time.Second, "restarted a alive but not ready", func() error {
 		code, body, err := get(e.topo.Nodes["a"], "/readyz")
 		if err != nil || code != 503 || !strings.Contains(body, "no subnet lease") {
 			return fmt.Errorf("/readyz = %d %q, %v", code, body, err)
@@ -173,7 +174,7 @@ func TestWtaAgentsConnectPodsAndRestartsDisturbNothing(t *testing.T) {
 	}
 	assertClean(t, e, "c")
 	// a's watch came back after the outage: it drops every trace of c.
-	eventually(t, "a drops c", 20*time.Second, func() error {
+	testnet.Eventually(t, 20*time.Second, "a drops c", func() error {
 		if k := kernelState(t, e.topo.Nodes["a"]); len(k.routes) != 1 || len(k.neighs) != 0 || len(k.fdb) != 0 {
 			return fmt.Errorf("node a: %s", k)
 		}
@@ -248,7 +249,7 @@ func assertNoKeys(t *testing.T, e *env) {
 
 // A cluster CIDR with room for two subnets: the third agent exits with an
 // error an operator understands, and leaves nothing behind.
-func TestWtaExhaustedCIDRIsAClearFatalError(t *testing.T) {
+func TestExhaustedCIDRIsAClearFatalError(t *testing.T) {
 	e := newEnv(t, []string{"--cluster-cidr", "10.244.0.0/23"}, []string{"a", "b", "c"})
 	e.start("a")
 	e.start("b")
@@ -281,7 +282,7 @@ func TestWtaExhaustedCIDRIsAClearFatalError(t *testing.T) {
 
 // host-gw between nodes on one segment; vxlan forced between the same
 // nodes: both carry pod traffic.
-func TestWtaForcedBackends(t *testing.T) {
+func TestForcedBackends(t *testing.T) {
 	for _, backend := range []string{"host-gw", "vxlan"} {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, []string{"--backend", backend}, []string{"a", "b"})
@@ -297,7 +298,7 @@ func TestWtaForcedBackends(t *testing.T) {
 				t.Fatalf("%s node MTU %d, want %d", backend, s.MTU, wantMTU)
 			}
 			sb := e.state("b")
-			eventually(t, "a programs b", 20*time.Second, func() error {
+			testnet.Eventually(t, 20*time.Second, "a programs b", func() error {
 				k := kernelState(t, e.topo.Nodes["a"])
 				r := routeTo(k, sb.Subnet)
 				switch {
@@ -338,14 +339,14 @@ func (e *env) etcdClient() *clientv3.Client {
 // A node whose subnet lapsed and went to another node must stop: its pods'
 // addresses now belong to someone else. The agent exits with an error that
 // says so.
-func TestWtaLeaseLostToAnotherNodeIsFatal(t *testing.T) {
+func TestLeaseLostToAnotherNodeIsFatal(t *testing.T) {
 	e := newEnv(t, []string{"--lease-ttl", "6s"}, []string{"a"})
 	p := e.start("a")
 	e.waitReady("a")
 	sa := e.state("a")
 	cli := e.etcdClient()
 	ctx := context.Background()
-	key := fmt.Sprintf("/weft/subnets/%s-%d", sa.Subnet.Addr(), sa.Subnet.Bits())
+	key := etcdstore.SubnetKey(etcdstore.DefaultPrefix, sa.Subnet)
 	resp, err := cli.Get(ctx, key)
 	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "a" {
 		t.Fatalf("subnet key %s: %v %+v", key, err, resp)
@@ -369,7 +370,7 @@ func TestWtaLeaseLostToAnotherNodeIsFatal(t *testing.T) {
 
 // What someone removes behind the agent's back comes back at the next
 // resync: a route, an FDB entry, the nftables table, the CNI config.
-func TestWtaAgentRepairsDrift(t *testing.T) {
+func TestAgentRepairsDrift(t *testing.T) {
 	e := newEnv(t, []string{"--backend", "vxlan", "--resync", "1s"}, []string{"a", "b"})
 	e.start("a")
 	e.start("b")
@@ -377,7 +378,7 @@ func TestWtaAgentRepairsDrift(t *testing.T) {
 	e.waitReady("b")
 	n := e.topo.Nodes["a"]
 	var want snapshot
-	eventually(t, "a programs b", 20*time.Second, func() error {
+	testnet.Eventually(t, 20*time.Second, "a programs b", func() error {
 		want = kernelState(t, n)
 		if len(want.routes) != 1 || len(want.fdb) != 1 || len(want.neighs) != 1 {
 			return fmt.Errorf("node a: %s", want)
@@ -407,7 +408,8 @@ func TestWtaAgentRepairsDrift(t *testing.T) {
 				}
 			}
 		}
-		return firewall.Remove()
+		_, err = firewall.Remove()
+		return err
 	})
 	if err := os.Remove(cniconf.Path(e.confDir("a"))); err != nil {
 		t.Fatal(err)
@@ -415,7 +417,7 @@ func TestWtaAgentRepairsDrift(t *testing.T) {
 	if k := kernelState(t, n); len(k.routes) != 0 || len(k.fdb) != 0 {
 		t.Fatalf("drift not made: %s", k)
 	}
-	eventually(t, "a repairs its datapath and setup", 20*time.Second, func() error {
+	testnet.Eventually(t, 20*time.Second, "a repairs its datapath and setup", func() error {
 		if k := kernelState(t, n); k.String() != want.String() {
 			return fmt.Errorf("node a: %s, want %s", k, want)
 		}
@@ -434,7 +436,7 @@ func TestWtaAgentRepairsDrift(t *testing.T) {
 
 // Bad configuration: the agent exits non-zero with a message naming the
 // problem, leaves nothing on the node and takes no lease.
-func TestWtaBadAgentFlagsAreClearErrors(t *testing.T) {
+func TestBadAgentFlagsAreClearErrors(t *testing.T) {
 	e := newEnv(t, nil, []string{"a"})
 	for _, tc := range []struct {
 		flags []string

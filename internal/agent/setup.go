@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/cluster"
@@ -21,7 +22,8 @@ import (
 // record to publish. Everything here is idempotent and leaves what is
 // already right alone, so a restarted agent disturbs no pod.
 func (a *Agent) setup(l store.Lease, ip netip.Addr) (*datapath.Datapath, cluster.Node, error) {
-	dp, err := datapath.New(datapath.Config{Node: a.cfg.NodeName, Backend: a.cfg.Backend, Subnet: l.Subnet, UnderlayIP: ip})
+	dp, err := datapath.New(datapath.Config{Node: a.cfg.NodeName, Backend: a.cfg.Backend, Subnet: l.Subnet, UnderlayIP: ip,
+		ClusterCIDR: a.cfg.ClusterCIDR, Protected: a.cfg.Protected})
 	if err != nil {
 		return nil, cluster.Node{}, err
 	}
@@ -63,33 +65,37 @@ func (a *Agent) ensureNode(dp *datapath.Datapath, l store.Lease) error {
 	}
 	st := nodestate.State{Node: a.cfg.NodeName, Subnet: l.Subnet, ClusterCIDR: a.cfg.ClusterCIDR,
 		MTU: mtu, Bridge: names.Bridge, Backend: string(a.cfg.Backend)}
-	changed, err := nodestate.Write(a.cfg.DataDir, st)
+	changed, err := nodestate.Write(a.cfg.Dirs.Data, st)
 	if err != nil {
 		return fmt.Errorf("write node state: %w", err)
 	}
 	if changed {
-		a.log.Info("node state written", "path", nodestate.Path(a.cfg.DataDir), "subnet", st.Subnet, "mtu", st.MTU)
+		a.log.Info("node state written", "path", nodestate.Path(a.cfg.Dirs.Data), "subnet", st.Subnet, "mtu", st.MTU)
 	}
 	a.stateWritten.Store(true)
 	if _, err := bridge.Ensure(names.Bridge, st.Gateway(), st.MTU); err != nil {
 		return fmt.Errorf("set up bridge %s: %w", names.Bridge, err)
 	}
-	if err := enableForwarding(); err != nil {
+	if err := enableForwarding(a.cfg.ProcSysNet); err != nil {
 		return err
 	}
 	if err := firewall.Ensure(a.cfg.ClusterCIDR); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(a.cfg.RunDir, 0o755); err != nil {
+	if err := a.syncPodGuard(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(a.cfg.Dirs.Run, 0o755); err != nil {
 		return fmt.Errorf("create run dir: %w", err)
 	}
-	changed, err = cniconf.Write(a.cfg.CNIConfDir, cniconf.Config{Bridge: names.Bridge, DataDir: a.cfg.DataDir,
-		RunDir: a.cfg.RunDir, Portmap: cniconf.HasPlugin(a.cfg.CNIBinDir, "portmap")})
+	changed, err = cniconf.Write(a.cfg.Dirs.CNIConf, cniconf.Config{Bridge: names.Bridge, DataDir: a.cfg.Dirs.Data,
+		RunDir: a.cfg.Dirs.Run, Portmap: cniconf.HasPlugin(a.cfg.Dirs.CNIBin, "portmap"),
+		PortmapVersions: cniconf.PluginVersions(a.cfg.Dirs.CNIBin, "portmap")})
 	if err != nil {
 		return err
 	}
 	if changed {
-		a.log.Info("CNI config written", "path", cniconf.Path(a.cfg.CNIConfDir))
+		a.log.Info("CNI config written", "path", cniconf.Path(a.cfg.Dirs.CNIConf))
 	}
 	return nil
 }
@@ -142,16 +148,20 @@ func underlayIP(ip netip.Addr) (netip.Addr, error) {
 	return ip, nil
 }
 
-const ipForward = "/proc/sys/net/ipv4/ip_forward"
-
 // enableForwarding turns on IPv4 forwarding in the agent's network
-// namespace: pods' traffic is routed through the node.
-func enableForwarding() error {
-	if b, err := os.ReadFile(ipForward); err == nil && bytes.Equal(bytes.TrimSpace(b), []byte("1")) {
+// namespace: pods' traffic is routed through the node. procSysNet is where
+// the namespace's net sysctls are: /proc/sys/net, or a writable bind of it
+// when the agent runs in a container whose /proc/sys is read-only.
+func enableForwarding(procSysNet string) error {
+	if procSysNet == "" {
+		procSysNet = "/proc/sys/net"
+	}
+	path := filepath.Join(procSysNet, "ipv4", "ip_forward")
+	if b, err := os.ReadFile(path); err == nil && bytes.Equal(bytes.TrimSpace(b), []byte("1")) {
 		return nil
 	}
-	if err := os.WriteFile(ipForward, []byte("1"), 0o644); err != nil {
-		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("enable IPv4 forwarding (%s): %w", path, err)
 	}
 	return nil
 }

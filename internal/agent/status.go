@@ -21,8 +21,10 @@ type Status struct {
 	UnderlayLink string `json:"underlayLink,omitempty"`
 	VTEPMAC      string `json:"vtepMAC,omitempty"`
 	// DatastoreError is the last datastore error, empty when it answers.
-	DatastoreError string    `json:"datastoreError,omitempty"`
-	StartTime      time.Time `json:"startTime"`
+	DatastoreError string `json:"datastoreError,omitempty"`
+	// DatastoreContact is when the datastore last answered.
+	DatastoreContact time.Time `json:"datastoreContact,omitzero"`
+	StartTime        time.Time `json:"startTime"`
 	// Ready: lease held, node state written, first reconcile done.
 	Ready                 bool          `json:"ready"`
 	Reconciles            int           `json:"reconciles"`
@@ -53,6 +55,7 @@ func (a *Agent) Status() Status {
 		if err := a.cfg.Store.Err(); err != nil {
 			s.DatastoreError = err.Error()
 		}
+		s.DatastoreContact = a.cfg.Store.LastContact()
 	}
 	return s
 }

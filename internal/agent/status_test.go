@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -14,7 +15,10 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/agent"
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
+	"github.com/weftnet/weft/internal/metrics"
+	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/store/etcdstore"
 )
@@ -42,12 +46,13 @@ func statusChildIfAsked() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	st, err := etcdstore.Open(etcdstore.Options{Endpoints: []string{c.Endpoint}, ClusterCIDR: c.Config.ClusterCIDR, SubnetLen: 24, TTL: time.Minute})
+	st, err := etcdstore.Open(etcdstore.Config{Endpoints: []string{c.Endpoint}, ClusterCIDR: c.Config.ClusterCIDR, SubnetLen: 24, TTL: time.Minute})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	c.Config.Store = st
+	c.Config.Metrics = metrics.New()
 	c.Config.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	a, err := agent.New(c.Config)
 	if err != nil {
@@ -62,6 +67,7 @@ func statusChildIfAsked() {
 		s := a.Status()
 		if s.Ready && len(s.Peers) == c.Peers {
 			json.NewEncoder(os.Stdout).Encode(s)
+			json.NewEncoder(os.Stdout).Encode(refusedRecords(c.Config.Metrics))
 			break
 		}
 		select {
@@ -82,17 +88,50 @@ func statusChildIfAsked() {
 	os.Exit(0)
 }
 
-func TestWtaStatusReportsLeasePathsAndReasons(t *testing.T) {
+// refusedRecords is weft_peer_records_refused by reason.
+func refusedRecords(m *metrics.Metrics) map[string]float64 {
+	out := map[string]float64{}
+	mfs, _ := m.Registry().Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "weft_peer_records_refused" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "reason" {
+					out[l.GetValue()] = mt.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestStatusReportsLeasePathsAndReasons(t *testing.T) {
 	e := newEnv(t, nil, []string{"a", "b"}, []string{"c"})
 	e.start("b")
 	e.start("c")
 	e.waitReady("b")
 	e.waitReady("c")
 
+	// Two records no agent should trust: one named to sort first that
+	// claims b's subnet, one that claims the underlay network. a refuses
+	// both, says why, and b keeps its path.
+	forged := []cluster.Node{
+		{Name: "0-impostor", UnderlayIP: netip.MustParseAddr("172.30.1.77"), Subnet: e.state("b").Subnet,
+			VTEPMAC: datapath.VTEPMAC(netip.MustParseAddr("172.30.1.77")).String()},
+		{Name: "0-underlay", UnderlayIP: netip.MustParseAddr("172.30.1.78"), Subnet: netip.MustParsePrefix("172.30.1.0/24")},
+	}
+	for _, f := range forged {
+		v, _ := json.Marshal(f)
+		if _, err := e.etcdClient().Put(context.Background(), etcdstore.NodeKey(etcdstore.DefaultPrefix, f.Name), string(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	n := e.topo.Nodes["a"]
-	spec, _ := json.Marshal(statusChild{Endpoint: e.etcd.Endpoint, Peers: 2, Config: agent.Config{
+	spec, _ := json.Marshal(statusChild{Endpoint: e.etcd.Endpoint, Peers: 4, Config: agent.Config{
 		NodeName: "a", Backend: "auto", ClusterCIDR: cidr, UnderlayIP: n.IP,
-		DataDir: e.dataDir("a"), RunDir: filepath.Join(e.dir, "a", "run"), CNIConfDir: e.confDir("a"), CNIBinDir: filepath.Join(e.dir, "a", "bin"),
+		Dirs: names.Dirs{Data: e.dataDir("a"), Run: filepath.Join(e.dir, "a", "run"), CNIConf: e.confDir("a"), CNIBin: filepath.Join(e.dir, "a", "bin")},
 	}})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envStatusChild+"="+string(spec))
@@ -107,7 +146,9 @@ func TestWtaStatusReportsLeasePathsAndReasons(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
 	var s agent.Status
-	decErr := json.NewDecoder(out).Decode(&s)
+	var refusedMetric map[string]float64
+	dec := json.NewDecoder(out)
+	decErr := errors.Join(dec.Decode(&s), dec.Decode(&refusedMetric))
 	if err := cmd.Wait(); err != nil || decErr != nil {
 		t.Fatalf("in-process agent: %v / %v\n%s", err, decErr, stderr.String())
 	}
@@ -134,11 +175,21 @@ func TestWtaStatusReportsLeasePathsAndReasons(t *testing.T) {
 		"b": {datapath.PathDirect, "directly connected", e.topo.Nodes["b"].IP},
 		"c": {datapath.PathVXLAN, "through gateway 172.30.1.254", e.topo.Nodes["c"].IP},
 	}
+	refused := map[string]string{"0-impostor": datapath.RefusedNotHeld, "0-underlay": datapath.RefusedOutsideCIDR}
 	for _, p := range s.Peers {
+		if r, ok := refused[p.Name]; ok {
+			if p.Refused != r || p.Path != datapath.PathNone || p.Reason == "" {
+				t.Errorf("forged record %+v: want refused %s with a reason", p, r)
+			}
+			continue
+		}
 		w := want[p.Name]
 		if p.Path != w.path || !strings.Contains(p.Reason, w.reason) || p.UnderlayIP != w.ip || p.Subnet != e.state(p.Name).Subnet {
 			t.Errorf("peer %+v, want path %s, reason about %q, underlay %s, subnet %s", p, w.path, w.reason, w.ip, e.state(p.Name).Subnet)
 		}
+	}
+	if refusedMetric[datapath.RefusedNotHeld] != 1 || refusedMetric[datapath.RefusedOutsideCIDR] != 1 || refusedMetric[datapath.RefusedConflict] != 0 {
+		t.Errorf("weft_peer_records_refused = %v, want one not held and one outside the cluster", refusedMetric)
 	}
 	b, _ := json.Marshal(s)
 	for _, key := range []string{`"node"`, `"lease"`, `"vtepMAC"`, `"peers"`, `"path"`, `"reason"`, `"lastReconcile"`} {

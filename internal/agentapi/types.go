@@ -1,8 +1,10 @@
 // Package agentapi is the agent's local API: HTTP over a unix socket in the
 // run directory that only root can open, serving GET /status and GET
-// /peers as JSON, and the client that `weft status` and `weft peers` use.
-// It owns the JSON shapes the CLI renders and the Provider interface the
-// agent implements; it knows nothing of how the agent computes them.
+// /peers as JSON, and the client that `weft status`, `weft peers` and
+// `weft doctor` use. It owns the JSON shapes the CLI renders and the
+// Provider interface that answers them (package agentserve implements it
+// from the agent's status and the probes); it knows nothing of how they
+// are computed.
 package agentapi
 
 import (
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/cluster"
+	"github.com/weftnet/weft/internal/names"
 )
 
 // Provider is what the agent implements to answer the API. Both calls must
@@ -39,6 +42,9 @@ type Status struct {
 	// threshold.
 	Peers       int `json:"peers"`
 	Unreachable int `json:"peersUnreachable"`
+	// Refused is how many peer records the agent refused to program
+	// (`weft peers` says which and why).
+	Refused int `json:"peerRecordsRefused"`
 	// Pods is the number of pod addresses in use on this node; used and
 	// free count the subnet's allocatable addresses.
 	Pods          int       `json:"pods"`
@@ -53,15 +59,7 @@ type Status struct {
 	Degraded []string `json:"degraded"`
 	// Dirs are the directories the agent runs with, so that tools on the
 	// node (weft doctor) look where the agent and its plugin do.
-	Dirs Dirs `json:"dirs"`
-}
-
-// Dirs are an agent's directories on its node.
-type Dirs struct {
-	Data    string `json:"data"`
-	Run     string `json:"run"`
-	CNIConf string `json:"cniConf"`
-	CNIBin  string `json:"cniBin"`
+	Dirs names.Dirs `json:"dirs"`
 }
 
 // Datastore is where the agent's leases live and whether it can reach it.
@@ -72,8 +70,9 @@ type Datastore struct {
 	Healthy  bool   `json:"healthy"`
 	// Error is the last error talking to the datastore, when unhealthy.
 	Error string `json:"error,omitempty"`
-	// LastContact is the last successful exchange with the datastore.
-	LastContact time.Time `json:"lastContact,omitempty"`
+	// LastContact is when the datastore last answered the agent; zero if
+	// it never has.
+	LastContact time.Time `json:"lastContact,omitzero"`
 }
 
 // Reachability of a peer's pods, as this agent's probes measured it.
@@ -93,6 +92,15 @@ type Peer struct {
 	// L2 segment" or "backend vxlan forced by config").
 	Path       string `json:"path"`
 	PathReason string `json:"pathReason"`
+	// Refused is set when the agent refused the peer's record (why is in
+	// PathReason): "outside-cluster", "not-lease-holder", "protected",
+	// "conflict", "vtep-mac", "own-address" or "malformed".
+	Refused string `json:"refused,omitempty"`
+	// VTEPMAC is the MAC the agent programmed for the peer's VTEP (VXLAN
+	// path), Device the interface the peer's route leaves by: what the
+	// kernel must hold, as the agent decided it.
+	VTEPMAC string `json:"vtepMAC,omitempty"`
+	Device  string `json:"device,omitempty"`
 	// State is Unknown, Reachable or Unreachable; Since is when it became
 	// so; Down is set once the peer has been unreachable for longer than
 	// the agent's threshold.

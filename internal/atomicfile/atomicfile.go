@@ -10,7 +10,9 @@ import (
 )
 
 // Write replaces path with data through a temporary file in the same
-// directory and a rename, creating the directory if needed. It does nothing
+// directory and a rename, creating the directory if needed; the file is
+// synced before the rename and the directory after it, so that what Write
+// reports written survives a power loss. It does nothing
 // when the file already holds exactly data, so that watchers of the file
 // (kubelet watches the CNI conf dir) see a change only when there is one.
 // It reports whether the file changed.
@@ -35,7 +37,7 @@ func Write(path string, data []byte, perm os.FileMode) (bool, error) {
 		tmp.Close()
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := tmp.Sync(); err != nil {
+	if err := fsync(tmp); err != nil {
 		tmp.Close()
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
@@ -45,5 +47,18 @@ func Write(path string, data []byte, perm os.FileMode) (bool, error) {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
+	// The rename is durable only once the directory is synced: without
+	// it a power loss can bring back the old file, or none.
+	d, err := os.Open(dir)
+	if err != nil {
+		return true, fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := fsync(d); err != nil {
+		return true, fmt.Errorf("sync %s: %w", dir, err)
+	}
 	return true, nil
 }
+
+// fsync is a variable so that a test can see what each write syncs.
+var fsync = func(f *os.File) error { return f.Sync() }

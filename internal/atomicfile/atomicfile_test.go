@@ -59,3 +59,27 @@ func TestWriteOnlyOnChange(t *testing.T) {
 		t.Fatalf("files in %s: %v, want only conf.json", dir, entries)
 	}
 }
+
+// A write syncs the new file before the rename and the directory after
+// it; an unchanged file syncs nothing.
+func TestWriteSyncsFileThenDirectory(t *testing.T) {
+	var synced []string
+	orig := fsync
+	fsync = func(f *os.File) error {
+		synced = append(synced, f.Name())
+		return orig(f)
+	}
+	t.Cleanup(func() { fsync = orig })
+	dir := t.TempDir()
+	path := filepath.Join(dir, "conf.json")
+	if _, err := Write(path, []byte("one\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 2 || filepath.Dir(synced[0]) != dir || synced[1] != dir {
+		t.Fatalf("synced %v, want the temporary file in %s, then %s itself", synced, dir, dir)
+	}
+	synced = nil
+	if _, err := Write(path, []byte("one\n"), 0o644); err != nil || len(synced) != 0 {
+		t.Fatalf("an unchanged write synced %v (%v)", synced, err)
+	}
+}

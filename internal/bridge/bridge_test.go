@@ -1,37 +1,20 @@
 package bridge
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/netip"
 	"testing"
 
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/weftnet/weft/internal/netns"
+
+	"github.com/weftnet/weft/internal/testnet"
 )
 
 // inNewNS runs fn in a network namespace of its own, removed afterwards.
 func inNewNS(t *testing.T, fn func() error) {
 	t.Helper()
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "wtr1" + hex.EncodeToString(b)
-	n, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		if err := netns.Delete(name); err != nil {
-			t.Errorf("remove namespace %s: %v", name, err)
-		}
-	})
-	if err := n.Do(func(ns.NetNS) error { return fn() }); err != nil {
-		t.Fatal(err)
-	}
+	testnet.NewNS(t, "br").Run(t, fn)
 }
 
 func ipv4Addrs(t *testing.T, name string) []string {

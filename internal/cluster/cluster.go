@@ -1,6 +1,7 @@
 // Package cluster is the vocabulary that every part of the agent shares:
 // what a node publishes about itself (its record), the backends a node can
-// run, and the MTU rules that follow from them. The datastores store
+// run, the MTU rules that follow from them, and how the cluster CIDR
+// divides into the nodes' subnets (subnets.go). The datastores store
 // records, the datapath programs them, the agent's API and doctor report
 // them; none of them redefines these.
 //
@@ -30,4 +31,10 @@ type Node struct {
 	ProbePort int `json:"probePort,omitempty"`
 	// Version of the agent that published the record.
 	Version string `json:"version,omitempty"`
+	// NotHeld is set by the store that read the record, never published:
+	// it says why the datastore does not show this node holding Subnet
+	// (in etcd, the subnets/ key names another node or none). A node can
+	// publish any subnet but hold only its own, so the datapath gives such
+	// a record no path. Empty when the lease agrees.
+	NotHeld string `json:"-"`
 }

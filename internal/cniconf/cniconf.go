@@ -5,11 +5,15 @@
 package cniconf
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/weftnet/weft/internal/atomicfile"
 	"github.com/weftnet/weft/internal/names"
@@ -27,6 +31,39 @@ type Config struct {
 	// Portmap chains the reference portmap plugin (hostPort support); set
 	// it only when the plugin is installed (see HasPlugin).
 	Portmap bool
+	// PortmapVersions are the CNI versions the installed portmap speaks
+	// (PluginVersions). Unknown, the conflist offers none newer than
+	// 1.0.0 while portmap is chained: a runtime picking a version portmap
+	// lacks would fail every pod.
+	PortmapVersions []string
+}
+
+// Versions are the CNI spec versions the conflist offers, oldest first.
+// A runtime whose libcni reads cniVersions (1.1.0 and later) takes the
+// newest it supports, and only from 1.1.0 on sends GC and STATUS; an older
+// one reads cniVersion alone.
+var Versions = []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"}
+
+// legacyVersion is cniVersion, for runtimes that predate cniVersions
+// (containerd 1.6, podman 4.3): the newest they know.
+const legacyVersion = "1.0.0"
+
+// offered is Versions, less those a chained portmap does not speak.
+func offered(c Config) []string {
+	if !c.Portmap {
+		return Versions
+	}
+	speaks := map[string]bool{}
+	for _, v := range c.PortmapVersions {
+		speaks[v] = true
+	}
+	var out []string
+	for _, v := range Versions {
+		if speaks[v] || (len(c.PortmapVersions) == 0 && v <= legacyVersion) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 type weftPlugin struct {
@@ -43,9 +80,10 @@ type portmapPlugin struct {
 }
 
 type confList struct {
-	CNIVersion string `json:"cniVersion"`
-	Name       string `json:"name"`
-	Plugins    []any  `json:"plugins"`
+	CNIVersion  string   `json:"cniVersion"`
+	CNIVersions []string `json:"cniVersions,omitempty"`
+	Name        string   `json:"name"`
+	Plugins     []any    `json:"plugins"`
 }
 
 // Render returns the conflist for c.
@@ -53,7 +91,7 @@ func Render(c Config) ([]byte, error) {
 	if c.Bridge == "" || c.DataDir == "" || c.RunDir == "" {
 		return nil, fmt.Errorf("CNI config needs a bridge, a data dir and a run dir (got %+v)", c)
 	}
-	l := confList{CNIVersion: "1.0.0", Name: names.NetworkName, Plugins: []any{
+	l := confList{CNIVersion: legacyVersion, CNIVersions: offered(c), Name: names.NetworkName, Plugins: []any{
 		weftPlugin{Type: names.PluginType, Bridge: c.Bridge, DataDir: c.DataDir, EventsSocket: filepath.Join(c.RunDir, EventsSocket)},
 	}}
 	if c.Portmap {
@@ -83,16 +121,60 @@ func Write(confDir string, c Config) (bool, error) {
 	return changed, nil
 }
 
-// Remove deletes the conflist; a missing one is not an error.
-func Remove(confDir string) error {
-	if err := os.Remove(Path(confDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove CNI config: %w", err)
+// Remove deletes Weft's conflist from confDir, so that the runtime sends
+// no more pods to Weft, and returns what it removed; a missing one is not
+// an error. Other networks' configs stay.
+func Remove(confDir string) ([]string, error) {
+	return removeFile(confDir, names.ConfListName)
+}
+
+// RemovePlugin deletes Weft's plugin binary from binDir and returns what
+// it removed; a missing one is not an error. Other plugins stay.
+func RemovePlugin(binDir string) ([]string, error) {
+	return removeFile(binDir, names.PluginType)
+}
+
+func removeFile(dir, name string) ([]string, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("refusing to remove %s from %q: not an absolute directory", name, dir)
 	}
-	return nil
+	p := filepath.Join(dir, name)
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("remove %s: %w", p, err)
+	}
+	return []string{p}, nil
 }
 
 // HasPlugin reports whether binDir holds an executable plugin named name.
 func HasPlugin(binDir, name string) bool {
 	fi, err := os.Stat(filepath.Join(binDir, name))
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// PluginVersions asks the plugin name in binDir which CNI versions it
+// speaks (CNI_COMMAND=VERSION), as a runtime would; nil when it cannot
+// say.
+func PluginVersions(binDir, name string) []string {
+	if !HasPlugin(binDir, name) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, name))
+	cmd.Env = []string{"CNI_COMMAND=VERSION", "CNI_PATH=" + binDir}
+	cmd.Stdin = strings.NewReader(`{"cniVersion":"` + legacyVersion + `"}`)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil
+	}
+	var v struct {
+		Supported []string `json:"supportedVersions"`
+	}
+	if json.Unmarshal(out, &v) != nil {
+		return nil
+	}
+	return v.Supported
 }

@@ -11,7 +11,9 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 	"github.com/weftnet/weft/internal/bridge"
+	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/ipam"
+	"github.com/weftnet/weft/internal/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,24 +28,25 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	}
 	defer pod.Close()
 
-	br, err := bridge.Ensure(c.Bridge, netip.PrefixFrom(c.Gateway, c.Subnet.Bits()), c.MTU)
+	// Add-only: the bridge's addresses and MTU are the agent's to change.
+	br, err := bridge.EnsureAddOnly(c.Bridge, netip.PrefixFrom(c.Gateway, c.Subnet.Bits()), c.MTU)
 	if errors.Is(err, bridge.ErrNotBridge) {
-		return cniError(ErrBridgeConflict, "bridge %v", err)
+		return cniError(CodeBridgeConflict, "bridge %v", err)
 	}
 	if err != nil {
 		return err
 	}
 
-	store, err := ipam.Open(c.IPAMDir, c.Subnet)
+	store, err := openStore(c)
 	if err != nil {
-		return invalidConfig(err.Error())
+		return err
 	}
 	lease, existed, err := store.Allocate(args.ContainerID, args.IfName)
 	if errors.Is(err, ipam.ErrFull) {
-		return cniError(ErrSubnetFull, "allocate an address for %s: %v", args.ContainerID, err)
+		return cniError(CodeSubnetFull, "allocate an address for %s: %v", args.ContainerID, err)
 	}
 	if err != nil {
-		return withCode(ErrStore, err)
+		return withCode(CodeStore, err)
 	}
 	// A failed ADD leaves nothing behind: the new lease and any veth made
 	// here go again. What an earlier, successful ADD made stays for DEL.
@@ -63,12 +66,19 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 	}
 	defer func() {
 		if !ok && created {
-			if rerr := deleteLinkByName(hostName); rerr != nil && !isGone(rerr) {
+			if rerr := deleteLinkByName(hostName); rerr != nil && !netns.IsGone(rerr) {
 				err = withRollbackError(err, fmt.Errorf("remove %s: %w", hostName, rerr))
 			}
 		}
 	}()
 	if err := configurePod(pod, podLink, c, lease, !created); err != nil {
+		return err
+	}
+	// The agent's pod guard drops what a veth it does not know sends:
+	// let this pod's MAC and address out before the runtime starts it.
+	// (A failed ADD leaves the element; the veth it names is gone, and
+	// the agent removes it.)
+	if err := firewall.AllowPod(firewall.Pod{Veth: hostName, MAC: podLink.Attrs().HardwareAddr, IP: lease.Addr}); err != nil {
 		return err
 	}
 	ok = true
@@ -84,7 +94,7 @@ func attach(c *Config, br *netlink.Bridge, pod *podNS, args *skel.CmdArgs, hostN
 	if err == nil {
 		host, herr := netlink.LinkByName(hostName)
 		if herr != nil || !isPair(host, podLink) {
-			return nil, nil, false, cniError(ErrIfNameTaken,
+			return nil, nil, false, cniError(CodeIfNameTaken,
 				"interface %s already exists in %s and is not weft's attachment of container %s", args.IfName, args.Netns, args.ContainerID)
 		}
 		// A retried ADD: make sure what the first one did is all there.
@@ -106,7 +116,7 @@ func attach(c *Config, br *netlink.Bridge, pod *podNS, args *skel.CmdArgs, hostN
 	// A host end without its pod end in this namespace is left from an
 	// attempt into another namespace: replace it.
 	if old, err := netlink.LinkByName(hostName); err == nil && old.Type() == "veth" {
-		if err := netlink.LinkDel(old); err != nil && !isGone(err) {
+		if err := netlink.LinkDel(old); err != nil && !netns.IsGone(err) {
 			return nil, nil, false, fmt.Errorf("remove stale %s: %w", hostName, err)
 		}
 	}
@@ -121,7 +131,7 @@ func attach(c *Config, br *netlink.Bridge, pod *podNS, args *skel.CmdArgs, hostN
 	podLink, err = pod.h.LinkByName(args.IfName)
 	if err != nil {
 		err = fmt.Errorf("find %s in %s after creating it: %w", args.IfName, args.Netns, err)
-		if rerr := deleteLinkByName(hostName); rerr != nil && !isGone(rerr) {
+		if rerr := deleteLinkByName(hostName); rerr != nil && !netns.IsGone(rerr) {
 			err = withRollbackError(err, fmt.Errorf("remove %s: %w", hostName, rerr))
 		}
 		return nil, nil, false, err
@@ -211,10 +221,4 @@ func isPair(host, pod netlink.Link) bool {
 func isNotFound(err error) bool {
 	var nf netlink.LinkNotFoundError
 	return errors.As(err, &nf)
-}
-
-// isGone reports that a link removal failed only because the link was
-// already gone: a lookup says LinkNotFoundError, a removal ENODEV.
-func isGone(err error) bool {
-	return isNotFound(err) || errors.Is(err, unix.ENODEV)
 }

@@ -9,7 +9,6 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
-	"github.com/weftnet/weft/internal/ipam"
 )
 
 // cmdCheck verifies that the attachment is as ADD left it: the lease, the
@@ -35,16 +34,16 @@ func cmdCheck(args *skel.CmdArgs) error {
 		return err
 	}
 	failed := func(format string, a ...any) error {
-		return cniError(ErrCheckFailed, "check %s/%s: "+format, append([]any{args.ContainerID, args.IfName}, a...)...)
+		return cniError(CodeCheckFailed, "check %s/%s: "+format, append([]any{args.ContainerID, args.IfName}, a...)...)
 	}
 
-	store, err := ipam.Open(c.IPAMDir, c.Subnet)
+	store, err := openStore(c)
 	if err != nil {
-		return invalidConfig(err.Error())
+		return err
 	}
 	lease, ok, err := store.Get(args.ContainerID, args.IfName)
 	if err != nil {
-		return withCode(ErrStore, err)
+		return withCode(CodeStore, err)
 	}
 	if !ok || lease.Addr != want.Addr() {
 		return failed("the address store holds no lease of %s for it", want.Addr())

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
@@ -76,11 +77,15 @@ func decode(stdin []byte) (*NetConf, error) {
 	if nc.MTU != 0 && (nc.MTU < minMTU || nc.MTU > maxMTU) {
 		return nil, invalidConfig(fmt.Sprintf("mtu %d is outside %d..%d", nc.MTU, minMTU, maxMTU))
 	}
-	if nc.DataDir != "" && !filepath.IsAbs(nc.DataDir) {
-		return nil, invalidConfig(fmt.Sprintf("dataDir %q is not an absolute path", nc.DataDir))
+	if nc.DataDir != "" {
+		if err := checkPath(nc.DataDir); err != nil {
+			return nil, invalidConfig(fmt.Sprintf("dataDir: %v", err))
+		}
 	}
-	if nc.EventsSocket != "" && (!filepath.IsAbs(nc.EventsSocket) || len(nc.EventsSocket) > 107) {
-		return nil, invalidConfig(fmt.Sprintf("eventsSocket %q is not an absolute socket path of at most 107 bytes", nc.EventsSocket))
+	if nc.EventsSocket != "" {
+		if err := checkPath(nc.EventsSocket); err != nil || len(nc.EventsSocket) > 107 {
+			return nil, invalidConfig(fmt.Sprintf("eventsSocket %q is not a clean absolute socket path of at most 107 bytes", nc.EventsSocket))
+		}
 	}
 	return &nc, nil
 }
@@ -157,6 +162,19 @@ func fillFromNodeState(c *Config, st nodestate.State) error {
 			return invalidConfig(fmt.Sprintf("node state %s: bridge: %v", where, err))
 		}
 		c.Bridge = st.Bridge
+	}
+	return nil
+}
+
+// checkPath accepts an absolute path written plainly: no "..", "." or
+// repeated "/", which would let a config that looks like it names a dir
+// under /var/lib/weft write elsewhere.
+func checkPath(p string) error {
+	if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) || len(p) > maxPath {
+		return fmt.Errorf("%q is not an absolute path", p)
+	}
+	if filepath.Clean(p) != p {
+		return fmt.Errorf("%q is not a clean path (it has '.', '..', repeated or trailing '/')", p)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -57,6 +58,9 @@ func FuzzLoad(f *testing.F) {
 		`{"cniVersion":"1.0.0","name":"weft","subnet":"10.244.1.7/24","mtu":-1}`,
 		`{"cniVersion":"1.1.0","name":"weft","subnet":"fd00::/64","bridge":"a/b"}`,
 		`{"cniVersion":"1.1.0","name":"weft","prevResult":{"cniVersion":"1.1.0","ips":[]},"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}]}`,
+		`{"cniVersion":"1.0.0","name":"weft","subnet":"0.0.0.0/0"}`,
+		`{"cniVersion":"1.0.0","name":"weft","subnet":"127.0.0.0/8","dataDir":"/var/lib/weft/../../etc"}`,
+		`{"cniVersion":"1.0.0","name":"weft","subnet":"10.1.0.0/16","eventsSocket":"/run/./weft/s"}`,
 		`{"name":`, `[]`, `null`, `{"cniVersion":"x"}`,
 	} {
 		f.Add([]byte(s))
@@ -84,7 +88,7 @@ func FuzzLoad(f *testing.F) {
 		if c.MTU < minMTU || c.MTU > maxMTU {
 			t.Fatalf("accepted mtu %d", c.MTU)
 		}
-		if checkIfName(c.Bridge) != nil || c.Name == "" || c.DataDir == "" || c.DataDir[0] != '/' {
+		if checkIfName(c.Bridge) != nil || c.Name == "" || c.DataDir == "" || checkPath(c.DataDir) != nil || strings.Contains(c.DataDir, "..") {
 			t.Fatalf("accepted %+v", c)
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/vishvananda/netlink"
 	"github.com/weftnet/weft/internal/ipam"
+	"github.com/weftnet/weft/internal/netns"
 )
 
 // cmdDel removes the attachment's veth pair and releases its address. It
@@ -23,9 +24,9 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err := deleteVeth(hostName); err != nil {
 		return err
 	}
-	store := ipam.OpenForRelease(c.IPAMDir)
+	store := ipam.OpenForRelease(c.IPAMDir).WithRecovery(recovery(c))
 	if _, err := store.Release(args.ContainerID, args.IfName); err != nil {
-		return withCode(ErrStore, fmt.Errorf("release the address of %s/%s: %w", args.ContainerID, args.IfName, err))
+		return withCode(CodeStore, fmt.Errorf("release the address of %s/%s: %w", args.ContainerID, args.IfName, err))
 	}
 	return nil
 }
@@ -41,7 +42,7 @@ func deleteVeth(name string) error {
 	if l.Type() != "veth" {
 		return fmt.Errorf("%s is a %s, not weft's veth: not removing it", name, l.Type())
 	}
-	if err := netlink.LinkDel(l); err != nil && !isGone(err) {
+	if err := netlink.LinkDel(l); err != nil && !netns.IsGone(err) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
 	return nil

@@ -9,18 +9,18 @@ import (
 
 // Weft's own CNI error codes (the spec leaves 100 and up to plugins).
 const (
-	// ErrIfNameTaken: CNI_IFNAME already exists in the pod's namespace and
+	// CodeIfNameTaken: CNI_IFNAME already exists in the pod's namespace and
 	// is not this container's weft attachment.
-	ErrIfNameTaken uint = 100
-	// ErrBridgeConflict: the bridge name is taken by an interface that is
+	CodeIfNameTaken uint = 100
+	// CodeBridgeConflict: the bridge name is taken by an interface that is
 	// not a bridge.
-	ErrBridgeConflict uint = 101
-	// ErrSubnetFull: every address of the node's subnet is leased.
-	ErrSubnetFull uint = 102
-	// ErrCheckFailed: CHECK found the attachment not as ADD made it.
-	ErrCheckFailed uint = 103
-	// ErrStore: the address store cannot be read or written.
-	ErrStore uint = 104
+	CodeBridgeConflict uint = 101
+	// CodeSubnetFull: every address of the node's subnet is leased.
+	CodeSubnetFull uint = 102
+	// CodeCheckFailed: CHECK found the attachment not as ADD made it.
+	CodeCheckFailed uint = 103
+	// CodeStore: the address store cannot be read or written.
+	CodeStore uint = 104
 )
 
 func invalidConfig(msg string) *types.Error {

@@ -8,6 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/netns"
 )
 
 // cmdGC removes every host-side veth on the network's bridge and releases
@@ -28,9 +29,16 @@ func cmdGC(args *skel.CmdArgs) error {
 	if err := removeOrphanVeths(c.Bridge, keep); err != nil {
 		return err
 	}
-	store := ipam.OpenForRelease(c.IPAMDir)
-	if _, err := store.Retain(func(k ipam.Key) bool { return valid[k] }); err != nil {
-		return withCode(ErrStore, fmt.Errorf("gc leases: %w", err))
+	store := ipam.OpenForRelease(c.IPAMDir).WithRecovery(recovery(c))
+	// A lease recovered from a veth alone is valid when its veth is.
+	isValid := func(l ipam.Lease) bool {
+		if l.Veth != "" {
+			return keep[l.Veth]
+		}
+		return valid[l.Key()]
+	}
+	if _, err := store.Retain(isValid); err != nil {
+		return withCode(CodeStore, fmt.Errorf("gc leases: %w", err))
 	}
 	return nil
 }
@@ -54,7 +62,7 @@ func removeOrphanVeths(bridge string, keep map[string]bool) error {
 		if l.Type() != "veth" || a.MasterIndex != br.Attrs().Index || !strings.HasPrefix(a.Name, names.VethPrefix) || keep[a.Name] {
 			continue
 		}
-		if err := netlink.LinkDel(l); err != nil && !isGone(err) {
+		if err := netlink.LinkDel(l); err != nil && !netns.IsGone(err) {
 			return fmt.Errorf("gc: remove orphan veth %s: %w", a.Name, err)
 		}
 	}

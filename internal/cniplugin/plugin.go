@@ -45,7 +45,10 @@ var started = time.Now()
 // config names one.
 func reported(verb string, fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
 	return func(args *skel.CmdArgs) error {
-		err := fn(args)
+		err := checkArgs(verb, args)
+		if err == nil {
+			err = fn(args)
+		}
 		var conf struct {
 			EventsSocket string `json:"eventsSocket"`
 		}

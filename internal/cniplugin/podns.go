@@ -26,6 +26,15 @@ func openPodNS(path string) (*podNS, error) {
 	if err != nil {
 		return nil, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS: %v", err), "")
 	}
+	// GetNS accepts any namespace file (a mount or PID namespace too);
+	// only a network namespace will do.
+	if typ, err := unix.IoctlRetInt(int(n.Fd()), unix.NS_GET_NSTYPE); err != nil || typ != unix.CLONE_NEWNET {
+		n.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is not a network namespace", path)
+		}
+		return nil, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS: %v", err), "")
+	}
 	if same, err := sameNS(n); err != nil || same {
 		n.Close()
 		if err == nil {
@@ -36,7 +45,7 @@ func openPodNS(path string) (*podNS, error) {
 	h, err := netlink.NewHandleAt(vns.NsHandle(n.Fd()), unix.NETLINK_ROUTE)
 	if err != nil {
 		n.Close()
-		return nil, fmt.Errorf("netlink in %s: %w", path, err)
+		return nil, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS: netlink in %s: %v", path, err), "")
 	}
 	return &podNS{ns: n, h: h}, nil
 }

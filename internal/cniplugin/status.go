@@ -5,7 +5,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/weftnet/weft/internal/ipam"
 )
 
 // cmdStatus reports ready only when an ADD could allocate now: the subnet
@@ -20,9 +19,9 @@ func cmdStatus(args *skel.CmdArgs) error {
 		}
 		return err
 	}
-	store, err := ipam.Open(c.IPAMDir, c.Subnet)
+	store, err := openStore(c)
 	if err != nil {
-		return invalidConfig(err.Error())
+		return err
 	}
 	if err := store.Ready(); err != nil {
 		return types.NewError(types.ErrPluginNotAvailable, "cannot allocate: "+err.Error(), "")

@@ -27,6 +27,10 @@ func podMAC(a netip.Addr) net.HardwareAddr {
 	return net.HardwareAddr{0x0a, 0x58, b[0], b[1], b[2], b[3]}
 }
 
+// PodMAC is the MAC of the pod interface that holds address a: the
+// agent's pod guard lets a pod send from this MAC only.
+func PodMAC(a netip.Addr) net.HardwareAddr { return podMAC(a) }
+
 // hostMAC is the host end's MAC, fixed for the attachment for the same
 // reason: ADD reports it without reading it back.
 func hostMAC(containerID, ifname string) net.HardwareAddr {

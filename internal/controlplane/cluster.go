@@ -114,7 +114,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	c.URL = "https://" + net.JoinHostPort(opts.Address.String(), strconv.Itoa(c.apiPort))
 	c.Kubeconfig = filepath.Join(dir, "admin.kubeconfig")
-	if err := c.writeKubeconfig(c.Kubeconfig, c.URL, "admin", ""); err != nil {
+	if err := c.writeKubeconfig(c.Kubeconfig, c.URL, "admin"); err != nil {
 		return nil, err
 	}
 	if err := c.StartAPIServer(ctx); err != nil {
@@ -236,6 +236,9 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		"--endpoint-reconciler-type=none", // it refuses a loopback advertise address otherwise
 		"--authorization-mode=Node,RBAC",
 		"--allow-privileged=true",
+		// Lab kubelets' hostnames (n1, ...) resolve nowhere: reach them
+		// (logs, exec) by their InternalIP.
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--cert-dir="+filepath.Join(c.Dir, "apiserver-certs"),
 		"--profiling=false",
 	)
@@ -262,7 +265,7 @@ func (c *Cluster) StopAPIServer() {
 
 func (c *Cluster) startControllerManager(ctx context.Context) error {
 	kc := filepath.Join(c.Dir, "controller-manager.kubeconfig")
-	if err := c.writeKubeconfig(kc, c.URL, "admin", ""); err != nil {
+	if err := c.writeKubeconfig(kc, c.URL, "admin"); err != nil {
 		return err
 	}
 	args := []string{
@@ -369,21 +372,12 @@ func (c *Cluster) Client() (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(c.RESTConfig())
 }
 
-// WriteTokenKubeconfig writes a kubeconfig for server that authenticates
-// with token, trusting the cluster CA.
-func (c *Cluster) WriteTokenKubeconfig(path, server, token string) error {
-	return c.writeKubeconfig(path, server, "", token)
-}
-
 // writeKubeconfig writes a kubeconfig for server with the named client
-// certificate from the PKI, or with a bearer token when cert is empty.
-func (c *Cluster) writeKubeconfig(path, server, cert, token string) error {
-	user := &clientcmdapi.AuthInfo{Token: token}
-	if cert != "" {
-		user = &clientcmdapi.AuthInfo{
-			ClientCertificate: c.pki.path(cert + ".crt"),
-			ClientKey:         c.pki.path(cert + ".key"),
-		}
+// certificate from the PKI, trusting the cluster CA.
+func (c *Cluster) writeKubeconfig(path, server, cert string) error {
+	user := &clientcmdapi.AuthInfo{
+		ClientCertificate: c.pki.path(cert + ".crt"),
+		ClientKey:         c.pki.path(cert + ".key"),
 	}
 	cfg := clientcmdapi.Config{
 		Clusters:       map[string]*clientcmdapi.Cluster{"weft": {Server: server, CertificateAuthority: c.pki.path("ca.crt")}},

@@ -2,8 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -15,20 +13,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/testnet"
 )
 
 // A control plane inside a namespace of the test's own, on an address only
 // that namespace has, is reachable by a client that dials from inside it;
 // Stop leaves no process and no file behind, and a kept Dir brings the
 // same cluster back.
-func TestWtkControlPlaneInNamespace(t *testing.T) {
-	name := fmt.Sprintf("wtk%06d", rand.IntN(1e6))
-	n, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); netns.Delete(name) })
+func TestControlPlaneInNamespace(t *testing.T) {
+	n := testnet.NewNS(t, "cp")
 	addr := netip.MustParseAddr("192.0.2.10") // TEST-NET-1, only on this namespace's loopback
 	if err := n.Do(func(ns.NetNS) error {
 		lo, err := netlink.LinkByName("lo")
@@ -40,7 +33,7 @@ func TestWtkControlPlaneInNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	opts := Options{NetNS: netns.Path(name), Address: addr, Dir: dir, Logf: t.Logf}
+	opts := Options{NetNS: n.Path(), Address: addr, Dir: dir, Logf: t.Logf}
 	c, err := Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +72,7 @@ func TestWtkControlPlaneInNamespace(t *testing.T) {
 }
 
 // Without a Dir, Stop removes the control plane's directory.
-func TestWtkControlPlaneRemovesItsFiles(t *testing.T) {
+func TestControlPlaneRemovesItsFiles(t *testing.T) {
 	c := StartT(t, Options{Prefix: "wtk-kube"})
 	dir := c.Dir
 	c.Stop()

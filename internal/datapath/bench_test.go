@@ -8,41 +8,27 @@ import (
 
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
-	"github.com/weftnet/weft/internal/datapath/dptest"
+	"github.com/weftnet/weft/internal/fakepeers"
+	"github.com/weftnet/weft/internal/testnet"
 )
 
-// fakePeers are VXLAN peers whose underlay addresses (198.18.0.0/15, a
-// benchmarking range) are routed nowhere: nothing is ever sent to them.
-func fakePeers(n int) []cluster.Node {
-	out := make([]cluster.Node, n)
-	for i := range out {
-		out[i] = cluster.Node{
-			Name:       fmt.Sprintf("peer%04d", i),
-			UnderlayIP: netip.AddrFrom4([4]byte{198, 18, byte(i / 250), byte(i%250 + 1)}),
-			Subnet:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 8 + byte(i>>8), byte(i), 0}), 24),
-			VTEPMAC:    fmt.Sprintf("0e:76:c6:12:%02x:%02x", i>>8, i&0xff),
-			Backend:    cluster.BackendVXLAN,
-		}
-	}
-	return out
-}
-
-// BenchmarkWtaReconcile1000Peers programs 1000 VXLAN peers from cold
+// BenchmarkReconcile1000Peers programs 1000 VXLAN peers from cold
 // (routes, neighbours, FDB entries: 3000 kernel objects), then reports a
 // reconcile with nothing to change.
-func BenchmarkWtaReconcile1000Peers(b *testing.B) {
-	topo := dptest.New(b, "wta", []string{"a"})
+func BenchmarkReconcile1000Peers(b *testing.B) {
+	topo := testnet.NewTopo(b, "wta", []string{"a"})
 	n := topo.Nodes["a"]
-	peers := fakePeers(1000)
+	peers := fakepeers.Nodes(1000)
 	var dp *datapath.Datapath
 	n.Do(b, func() (err error) {
-		dp, err = datapath.New(datapath.Config{Node: "a", Backend: cluster.BackendAuto, Subnet: netip.MustParsePrefix("10.7.0.0/24"), UnderlayIP: n.IP})
+		dp, err = datapath.New(datapath.Config{Node: "a", Backend: cluster.BackendAuto, Subnet: netip.MustParsePrefix("10.7.0.0/24"), UnderlayIP: n.IP,
+			ClusterCIDR: netip.MustParsePrefix("10.0.0.0/8")})
 		return err
 	})
 	var cold, warm time.Duration
 	for i := 0; i < b.N; i++ {
 		n.Do(b, func() error {
-			if err := datapath.Cleanup(); err != nil {
+			if _, err := datapath.Remove(); err != nil {
 				return err
 			}
 			start := time.Now()

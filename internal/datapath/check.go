@@ -1,10 +1,7 @@
 package datapath
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"sort"
 
 	"github.com/vishvananda/netlink"
@@ -25,6 +22,8 @@ const (
 // empty for a stale entry, Have for a missing one.
 type Entry struct {
 	Kind string `json:"kind"`
+	// Peer is the peer the entry is for, "" for a stale one.
+	Peer string `json:"peer,omitempty"`
 	// Key names the entry: the route's destination, the neighbour's
 	// address, the FDB entry's MAC, the device's name.
 	Key  string `json:"key"`
@@ -42,11 +41,9 @@ func (e Entry) String() string {
 	return fmt.Sprintf("wrong %s %s: have %s, want %s", e.Kind, e.Key, e.Have, e.Want)
 }
 
-// Drift is how the kernel differs from what Reconcile would program for
-// the same peers.
+// Drift is how the kernel differs from what Reconcile programs for the
+// same decisions.
 type Drift struct {
-	// Peers is the plan: each peer's path and why.
-	Peers []PeerPath `json:"peers"`
 	// Missing entries the peers need; Stale entries of Weft's that no
 	// peer needs; Wrong entries that exist with other values.
 	Missing []Entry `json:"missing"`
@@ -57,124 +54,74 @@ type Drift struct {
 // Clean reports whether the kernel holds exactly what the peers need.
 func (d Drift) Clean() bool { return len(d.Missing)+len(d.Stale)+len(d.Wrong) == 0 }
 
-// Check compares the kernel with the plan for peers, the way Reconcile
-// does, and changes nothing: it is what `weft doctor` runs next to a live
-// agent. It reads the same entries Reconcile owns (Weft's routes, the VXLAN
-// device, its neighbours and its FDB) and nothing else.
-func (d *Datapath) Check(peers []cluster.Node) (Drift, error) {
-	var drift Drift
-	vxIndex := 0
-	var vx netlink.Link
-	link, err := d.h.LinkByName(names.VXLANDevice)
-	var nf netlink.LinkNotFoundError
-	switch {
-	case errors.As(err, &nf):
-	case err != nil:
-		return drift, fmt.Errorf("look up %s: %w", names.VXLANDevice, err)
-	default:
-		vx = link
+// Plan decides every peer's path as Reconcile would, and changes nothing.
+func (d *Datapath) Plan(peers []cluster.Node) ([]PeerPath, error) {
+	vx, err := d.device()
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case d.UsesVXLAN() && vx == nil:
-		drift.Missing = append(drift.Missing, Entry{Kind: KindDevice, Key: names.VXLANDevice,
-			Want: fmt.Sprintf("VNI %d port %d local %s", names.VNI, names.VXLANPort, d.cfg.UnderlayIP)})
-	case !d.UsesVXLAN() && vx != nil:
-		drift.Stale = append(drift.Stale, Entry{Kind: KindDevice, Key: names.VXLANDevice, Have: "present with backend " + string(d.cfg.Backend)})
-	case vx != nil:
-		if reason := d.mismatch(vx); reason != "" {
-			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice, Have: reason,
-				Want: fmt.Sprintf("VNI %d port %d local %s", names.VNI, names.VXLANPort, d.cfg.UnderlayIP)})
-		}
-		if mac := VTEPMAC(d.cfg.UnderlayIP); vx.Attrs().HardwareAddr.String() != mac.String() {
-			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice + " MAC",
-				Have: vx.Attrs().HardwareAddr.String(), Want: mac.String()})
-		}
-		if mtu := d.PodMTU(); vx.Attrs().MTU != mtu {
-			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice + " MTU",
-				Have: fmt.Sprint(vx.Attrs().MTU), Want: fmt.Sprint(mtu)})
-		}
-		// EnsureDevice leaves exactly the VTEP address on the device: an
-		// older subnet's would answer for another node's subnet.
-		addrs, err := d.h.AddrList(vx, netlink.FAMILY_V4)
-		if err != nil {
-			return drift, fmt.Errorf("list addresses of %s: %w", names.VXLANDevice, err)
-		}
-		held := make([]string, 0, len(addrs))
-		for _, a := range addrs {
-			held = append(held, a.IPNet.String())
-		}
-		if want := VTEPAddr(d.cfg.Subnet).String() + "/32"; len(held) != 1 || held[0] != want {
-			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice + " address",
-				Have: fmt.Sprint(held), Want: want})
-		}
-		if vx.Attrs().Flags&net.FlagUp == 0 {
-			drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: names.VXLANDevice, Have: "down", Want: "up"})
-		}
+	me, err := d.self(vx != nil || d.UsesVXLAN())
+	if err != nil {
+		return nil, err
+	}
+	return plan(me, peers, d.lookup), nil
+}
+
+// Check compares the kernel with the entries that the decisions paths
+// (the agent's own, as its API reports them) need, and changes nothing:
+// it is what `weft doctor` runs next to a live agent. It reads the same
+// entries Reconcile owns (Weft's routes, the VXLAN device, its
+// neighbours and its FDB) and nothing else.
+func (d *Datapath) Check(paths []PeerPath) (Drift, error) {
+	vx, err := d.device()
+	if err != nil {
+		return Drift{}, err
+	}
+	drift, err := d.deviceDrift(vx)
+	if err != nil {
+		return drift, err
+	}
+	vxIndex := 0
+	if vx != nil {
 		vxIndex = vx.Attrs().Index
 	}
-	// Without the device, plan as Reconcile would once it made one, so
-	// that the entries it would add show as missing.
+	// Without the device, want what Reconcile would add once it made one,
+	// so that those entries show as missing.
 	planIndex := vxIndex
 	if planIndex == 0 && d.UsesVXLAN() {
 		planIndex = -1
 	}
-	want := d.plan(peers, planIndex)
-	drift.Peers = want.peers
+	want := assemble(paths, planIndex, d.linkIndex)
 	h, err := d.read(vxIndex)
 	if err != nil {
 		return drift, err
 	}
-	// What Reconcile would change, told as entries.
-	c := diff(want, h, planIndex)
-	haveRoute := map[netip.Prefix]netlink.Route{}
-	for _, r := range h.routes {
-		haveRoute[routeDst(r)] = r
-	}
-	for _, r := range c.delRoutes {
-		drift.Stale = append(drift.Stale, Entry{Kind: KindRoute, Key: routeDst(r).String(), Have: d.describeRoute(r)})
-	}
-	for _, w := range c.setRoutes {
-		dst := routeDst(w)
-		if r, ok := haveRoute[dst]; ok {
-			drift.Wrong = append(drift.Wrong, Entry{Kind: KindRoute, Key: dst.String(), Have: d.describeRoute(r), Want: d.describeRoute(w)})
-		} else {
-			drift.Missing = append(drift.Missing, Entry{Kind: KindRoute, Key: dst.String(), Want: d.describeRoute(w)})
+	for _, c := range diff(want, h, planIndex) {
+		e := Entry{Kind: c.Kind, Peer: c.Peer}
+		switch c.Kind {
+		case KindRoute:
+			e.Key = routeDst(c.Route).String()
+			e.Want, e.Have = d.describeRoute(c.Route), d.describeRoute(c.OldRoute)
+		case KindNeighbour:
+			e.Key = c.Neigh.IP.String()
+			e.Want, e.Have = describeNeigh(c.Neigh), describeNeigh(c.OldNeigh)
+		case KindFDB:
+			e.Key = c.Neigh.HardwareAddr.String()
+			e.Want, e.Have = "dst "+c.Neigh.IP.String(), "dst "+c.OldNeigh.IP.String()
 		}
-	}
-	haveNeigh := map[string]netlink.Neigh{}
-	for _, n := range h.neighs {
-		haveNeigh[n.IP.String()] = n
-	}
-	describeNeigh := func(n netlink.Neigh) string {
-		return fmt.Sprintf("lladdr %s %s", n.HardwareAddr, neighState(n.State))
-	}
-	for _, n := range c.delNeighs {
-		drift.Stale = append(drift.Stale, Entry{Kind: KindNeighbour, Key: n.IP.String(), Have: describeNeigh(n)})
-	}
-	for _, w := range c.setNeighs {
-		if n, ok := haveNeigh[w.IP.String()]; ok {
-			drift.Wrong = append(drift.Wrong, Entry{Kind: KindNeighbour, Key: w.IP.String(), Have: describeNeigh(n), Want: describeNeigh(w)})
-		} else {
-			drift.Missing = append(drift.Missing, Entry{Kind: KindNeighbour, Key: w.IP.String(), Want: describeNeigh(w) + " on " + names.VXLANDevice})
+		switch c.Op {
+		case OpAdd:
+			e.Have = ""
+			if c.Kind != KindRoute {
+				e.Want += " on " + names.VXLANDevice
+			}
+			drift.Missing = append(drift.Missing, e)
+		case OpDelete:
+			e.Have, e.Want = e.Want, ""
+			drift.Stale = append(drift.Stale, e)
+		case OpReplace:
+			drift.Wrong = append(drift.Wrong, e)
 		}
-	}
-	// An FDB entry with a wrong destination is one to delete and one to
-	// add for the same MAC: that is one wrong entry.
-	added := map[string]netlink.Neigh{}
-	for _, w := range c.addFDB {
-		added[w.HardwareAddr.String()] = w
-	}
-	for _, n := range c.delFDB {
-		mac := n.HardwareAddr.String()
-		if w, ok := added[mac]; ok {
-			drift.Wrong = append(drift.Wrong, Entry{Kind: KindFDB, Key: mac, Have: "dst " + n.IP.String(), Want: "dst " + w.IP.String()})
-			delete(added, mac)
-			continue
-		}
-		drift.Stale = append(drift.Stale, Entry{Kind: KindFDB, Key: mac, Have: "dst " + n.IP.String()})
-	}
-	for mac, w := range added {
-		drift.Missing = append(drift.Missing, Entry{Kind: KindFDB, Key: mac, Want: "dst " + w.IP.String() + " on " + names.VXLANDevice})
 	}
 	for _, es := range [][]Entry{drift.Missing, drift.Stale, drift.Wrong} {
 		sort.Slice(es, func(i, j int) bool {
@@ -185,6 +132,10 @@ func (d *Datapath) Check(peers []cluster.Node) (Drift, error) {
 		})
 	}
 	return drift, nil
+}
+
+func describeNeigh(n netlink.Neigh) string {
+	return fmt.Sprintf("lladdr %s %s", n.HardwareAddr, neighState(n.State))
 }
 
 // describeRoute renders a route as `ip route` would show its next hop.

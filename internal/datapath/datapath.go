@@ -14,9 +14,21 @@
 // derived from the peer's record alone, which is what lets the agent
 // compute them all, diff them against the kernel and repair any drift.
 //
+// A peer's record is input from outside the node and is vetted before it
+// gets a path: its subnet must be a subnet of the cluster CIDR at the
+// configured length that the datastore shows the peer holding, never
+// anything this node must reach by other means (its own subnet and
+// addresses, its connected networks, the datastore); its VTEP MAC must be
+// the one its underlay address derives. Decisions are pure functions of
+// this node, the record and the kernel's adjacency to the peer (decide.go);
+// the plan assembles the desired sets from them, diff turns the sets and
+// the kernel into typed changes, and Reconcile applies those changes while
+// Check reports them.
+//
 // The package owns the VXLAN device, everything on it, and every route in
-// the main table whose protocol is names.RouteProtocol. It touches no other
-// route, neighbour or interface.
+// the main table whose protocol is names.RouteProtocol. It adds routes
+// exclusively and replaces or removes only routes that carry that
+// protocol: it touches no other route, neighbour or interface.
 package datapath
 
 import (
@@ -44,6 +56,14 @@ type Config struct {
 	Backend    cluster.Backend
 	Subnet     netip.Prefix
 	UnderlayIP netip.Addr
+	// ClusterCIDR and SubnetLen bound what a peer may claim: a subnet of
+	// ClusterCIDR exactly SubnetLen long (0: the length of Subnet).
+	ClusterCIDR netip.Prefix
+	SubnetLen   int
+	// Protected are prefixes no peer's subnet may overlap besides this
+	// node's own addresses and connected networks, which the datapath
+	// reads from the kernel: the datastore's addresses, typically.
+	Protected []netip.Prefix
 }
 
 // Datapath programs one node's routes, neighbours and FDB entries.
@@ -67,6 +87,16 @@ func New(cfg Config) (*Datapath, error) {
 		return nil, fmt.Errorf("node subnet %q is not an IPv4 prefix", cfg.Subnet)
 	}
 	cfg.Subnet = cfg.Subnet.Masked()
+	if !cfg.ClusterCIDR.IsValid() || !cfg.ClusterCIDR.Addr().Is4() {
+		return nil, fmt.Errorf("cluster CIDR %q is not an IPv4 prefix", cfg.ClusterCIDR)
+	}
+	cfg.ClusterCIDR = cfg.ClusterCIDR.Masked()
+	if cfg.SubnetLen == 0 {
+		cfg.SubnetLen = cfg.Subnet.Bits()
+	}
+	if !cfg.ClusterCIDR.Contains(cfg.Subnet.Addr()) || cfg.Subnet.Bits() != cfg.SubnetLen {
+		return nil, fmt.Errorf("node subnet %s is not a /%d of the cluster CIDR %s", cfg.Subnet, cfg.SubnetLen, cfg.ClusterCIDR)
+	}
 	link, err := LinkOf(cfg.UnderlayIP)
 	if err != nil {
 		return nil, err

@@ -4,25 +4,29 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
-	"github.com/weftnet/weft/internal/datapath/dptest"
+	"github.com/weftnet/weft/internal/kernelstate"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/testnet"
 )
 
 // testNet is a test network with one datapath per node.
 type testNet struct {
-	topo    *dptest.Topo
+	topo    *testnet.Topo
 	dps     map[string]*datapath.Datapath
 	records map[string]cluster.Node
 }
+
+// clusterCIDR holds every node's subnet in these tests.
+var clusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
 
 func subnetOf(i int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 24)
@@ -31,7 +35,7 @@ func subnetOf(i int) netip.Prefix {
 // newCluster makes the nodes, gives node k the subnet 10.244.k+1.0/24 and
 // a bridge holding its gateway, and brings up each node's VXLAN device.
 func newCluster(t *testing.T, backend cluster.Backend, segments ...[]string) *testNet {
-	c := &testNet{topo: dptest.New(t, "wta", segments...), dps: map[string]*datapath.Datapath{}, records: map[string]cluster.Node{}}
+	c := &testNet{topo: testnet.NewTopo(t, "wta", segments...), dps: map[string]*datapath.Datapath{}, records: map[string]cluster.Node{}}
 	i := 0
 	for _, seg := range segments {
 		for _, name := range seg {
@@ -45,7 +49,7 @@ func newCluster(t *testing.T, backend cluster.Backend, segments ...[]string) *te
 func (c *testNet) add(t *testing.T, name string, backend cluster.Backend, subnet netip.Prefix) {
 	n := c.topo.Nodes[name]
 	n.Do(t, func() error {
-		dp, err := datapath.New(datapath.Config{Node: name, Backend: backend, Subnet: subnet, UnderlayIP: n.IP})
+		dp, err := datapath.New(datapath.Config{Node: name, Backend: backend, Subnet: subnet, UnderlayIP: n.IP, ClusterCIDR: clusterCIDR})
 		if err != nil {
 			return err
 		}
@@ -92,7 +96,7 @@ func gateway(r cluster.Node) netip.Addr { return r.Subnet.Addr().Next() }
 // same path a pod's packet takes once it leaves its node.
 func (c *testNet) echo(t *testing.T, from, to string) {
 	t.Helper()
-	if err := dptest.Echo(c.topo.Nodes[from], gateway(c.records[from]), c.topo.Nodes[to], gateway(c.records[to])); err != nil {
+	if err := testnet.Echo(c.topo.Nodes[from], gateway(c.records[from]), c.topo.Nodes[to], gateway(c.records[to])); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -108,48 +112,34 @@ type kernel struct {
 func (c *testNet) kernel(t *testing.T, name string) kernel {
 	t.Helper()
 	var k kernel
-	c.topo.Nodes[name].Do(t, func() error {
-		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
-		if err != nil {
-			return err
+	f := kernelstate.Field
+	snap := testnet.Kernel(t, c.topo.Nodes[name].Path())
+	for _, l := range snap.Of("route") {
+		if strings.Contains(f(l, "dst"), ":") {
+			continue // IPv6: Weft routes IPv4 only
 		}
-		for _, r := range routes {
-			l, _ := netlink.LinkByIndex(r.LinkIndex)
-			s := fmt.Sprintf("%s via %s dev %s", r.Dst, r.Gw, l.Attrs().Name)
-			if r.Flags&int(netlink.FLAG_ONLINK) != 0 {
-				s += " onlink"
-			}
-			if r.Protocol == names.RouteProtocol {
-				k.routes = append(k.routes, s)
-			} else {
-				k.other = append(k.other, s)
-			}
+		r := fmt.Sprintf("%s via %s dev %s", f(l, "dst"), f(l, "gw"), f(l, "dev"))
+		if f(l, "onlink") == "true" {
+			r += " onlink"
 		}
-		vx, err := netlink.LinkByName(names.VXLANDevice)
-		if err != nil {
-			return nil // no VXLAN device: no neighbours or FDB of Weft's
+		if f(l, "proto") == strconv.Itoa(names.RouteProtocol) {
+			k.routes = append(k.routes, r)
+		} else {
+			k.other = append(k.other, r)
 		}
-		ns, err := netlink.NeighList(vx.Attrs().Index, netlink.FAMILY_V4)
-		if err != nil {
-			return err
+	}
+	// The snapshot holds only permanent neighbours: Weft's are, and one
+	// that is not is missing here.
+	for _, l := range snap.Of("neigh") {
+		if f(l, "dev") == names.VXLANDevice {
+			k.neighs = append(k.neighs, f(l, "ip")+" "+f(l, "lladdr"))
 		}
-		for _, n := range ns {
-			if n.State&netlink.NUD_PERMANENT == 0 {
-				return fmt.Errorf("neighbour %s on %s is not permanent (state %x)", n.IP, names.VXLANDevice, n.State)
-			}
-			k.neighs = append(k.neighs, n.IP.String()+" "+n.HardwareAddr.String())
+	}
+	for _, l := range snap.Of("fdb") {
+		if f(l, "dev") == names.VXLANDevice {
+			k.fdb = append(k.fdb, f(l, "mac")+" "+f(l, "dst"))
 		}
-		fdb, err := netlink.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
-		if err != nil {
-			return err
-		}
-		for _, n := range fdb {
-			if n.LinkIndex == vx.Attrs().Index {
-				k.fdb = append(k.fdb, n.HardwareAddr.String()+" "+n.IP.String())
-			}
-		}
-		return nil
-	})
+	}
 	return k
 }
 
@@ -170,7 +160,7 @@ func paths(res datapath.Result) map[string]string {
 	return m
 }
 
-func TestWtaAutoPicksDirectRoutesOnASegmentAndVXLANAcrossARouter(t *testing.T) {
+func TestAutoPicksDirectRoutesOnASegmentAndVXLANAcrossARouter(t *testing.T) {
 	c := newCluster(t, cluster.BackendAuto, []string{"a", "b"}, []string{"c"})
 	peers := c.peers()
 	for _, n := range []string{"a", "b", "c"} {
@@ -222,7 +212,7 @@ func TestWtaAutoPicksDirectRoutesOnASegmentAndVXLANAcrossARouter(t *testing.T) {
 	_ = a
 }
 
-func TestWtaReconcileRemovesWhatIsStaleAndLeavesWhatIsNotWefts(t *testing.T) {
+func TestReconcileRemovesWhatIsStaleAndLeavesWhatIsNotWefts(t *testing.T) {
 	c := newCluster(t, cluster.BackendVXLAN, []string{"a", "b", "c"})
 	c.reconcile(t, "a", c.peers())
 
@@ -237,11 +227,12 @@ func TestWtaReconcileRemovesWhatIsStaleAndLeavesWhatIsNotWefts(t *testing.T) {
 			Dst: &net.IPNet{IP: foreign.Addr().AsSlice(), Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP("172.30.1.254")})
 	})
 
-	// b changed its VTEP MAC (a re-created device), c moved to another
-	// subnet, and a peer d that a never saw go is gone from the list.
+	// b moved to another underlay address (and so VTEP MAC), c moved to
+	// another subnet, and a peer d that a never saw go is gone from the list.
 	b, cc := c.records["b"], c.records["c"]
 	oldB, oldC := b, cc
-	b.VTEPMAC = "0e:76:aa:bb:cc:dd"
+	b.UnderlayIP = netip.MustParseAddr("172.30.1.77")
+	b.VTEPMAC = datapath.VTEPMAC(b.UnderlayIP).String()
 	cc.Subnet = netip.MustParsePrefix("10.244.40.0/24")
 	d := cluster.Node{Name: "d", UnderlayIP: netip.MustParseAddr("172.30.1.99"), Subnet: netip.MustParsePrefix("10.244.50.0/24"), VTEPMAC: "0e:76:ac:1e:01:63", Backend: cluster.BackendVXLAN}
 	c.reconcile(t, "a", []cluster.Node{c.records["a"], oldB, oldC, d})
@@ -276,24 +267,24 @@ func TestWtaReconcileRemovesWhatIsStaleAndLeavesWhatIsNotWefts(t *testing.T) {
 		t.Errorf("the foreign route %s is gone: %v", foreign, k.other)
 	}
 
-	// Cleanup takes every Weft route and the VXLAN device, nothing else.
-	c.topo.Nodes["a"].Do(t, datapath.Cleanup)
+	// Remove takes every Weft route and the VXLAN device, nothing else.
+	c.topo.Nodes["a"].Do(t, func() error { _, err := datapath.Remove(); return err })
 	k = c.kernel(t, "a")
 	if len(k.routes) != 0 || len(k.neighs) != 0 || len(k.fdb) != 0 {
-		t.Fatalf("after Cleanup node a still has %+v", k)
+		t.Fatalf("after Remove node a still has %+v", k)
 	}
 	if !has(k.other, fmt.Sprintf("%s via 172.30.1.254 dev eth0", foreign)) {
-		t.Errorf("Cleanup removed the foreign route %s: %v", foreign, k.other)
+		t.Errorf("Remove removed the foreign route %s: %v", foreign, k.other)
 	}
 	c.topo.Nodes["a"].Do(t, func() error {
 		if _, err := netlink.LinkByName(names.VXLANDevice); err == nil {
-			return fmt.Errorf("%s survived Cleanup", names.VXLANDevice)
+			return fmt.Errorf("%s survived Remove", names.VXLANDevice)
 		}
 		return nil
 	})
 }
 
-func TestWtaHostGWReachesOnlyItsSegmentAndRunsNoVXLAN(t *testing.T) {
+func TestHostGWReachesOnlyItsSegmentAndRunsNoVXLAN(t *testing.T) {
 	c := newCluster(t, cluster.BackendHostGW, []string{"a", "b"}, []string{"c"})
 	peers := c.peers()
 	for _, n := range []string{"a", "b", "c"} {
@@ -319,12 +310,12 @@ func TestWtaHostGWReachesOnlyItsSegmentAndRunsNoVXLAN(t *testing.T) {
 		t.Fatalf("host-gw node a holds %+v, want one direct route", k)
 	}
 	c.echo(t, "a", "b")
-	if _, err := dptest.SeenAs(c.topo.Nodes["a"], gateway(c.records["a"]), c.topo.Nodes["c"], gateway(c.records["c"]), 3); err == nil {
+	if _, err := testnet.SeenAs(c.topo.Nodes["a"], gateway(c.records["a"]), c.topo.Nodes["c"], gateway(c.records["c"]), 3); err == nil {
 		t.Fatal("a reached c's pod subnet with host-gw across a router")
 	}
 }
 
-func TestWtaVXLANDeviceIsStableAcrossRestartsAndRepaired(t *testing.T) {
+func TestVXLANDeviceIsStableAcrossRestartsAndRepaired(t *testing.T) {
 	c := newCluster(t, cluster.BackendVXLAN, []string{"a", "b"})
 	peers := c.peers()
 	c.reconcile(t, "a", peers)
@@ -353,7 +344,7 @@ func TestWtaVXLANDeviceIsStableAcrossRestartsAndRepaired(t *testing.T) {
 	// changes nothing and keeps the device.
 	var res datapath.Result
 	n.Do(t, func() error {
-		dp, err := datapath.New(datapath.Config{Node: "a", Backend: cluster.BackendVXLAN, Subnet: c.records["a"].Subnet, UnderlayIP: n.IP})
+		dp, err := datapath.New(datapath.Config{Node: "a", Backend: cluster.BackendVXLAN, Subnet: c.records["a"].Subnet, UnderlayIP: n.IP, ClusterCIDR: clusterCIDR})
 		if err != nil {
 			return err
 		}
@@ -393,16 +384,18 @@ func TestWtaVXLANDeviceIsStableAcrossRestartsAndRepaired(t *testing.T) {
 	c.echo(t, "a", "b")
 }
 
-func TestWtaBadConfigIsAClearError(t *testing.T) {
-	topo := dptest.New(t, "wta", []string{"a"})
+func TestBadConfigIsAClearError(t *testing.T) {
+	topo := testnet.NewTopo(t, "wta", []string{"a"})
 	n := topo.Nodes["a"]
 	for _, tc := range []struct {
 		cfg  datapath.Config
 		want string
 	}{
-		{datapath.Config{Node: "a", Backend: "ipip", Subnet: subnetOf(1), UnderlayIP: n.IP}, "unknown backend"},
+		{datapath.Config{Node: "a", Backend: "ipip", Subnet: subnetOf(1), UnderlayIP: n.IP, ClusterCIDR: clusterCIDR}, "unknown backend"},
+		{datapath.Config{Node: "a", Backend: cluster.BackendAuto, Subnet: subnetOf(1), UnderlayIP: n.IP}, "cluster CIDR"},
+		{datapath.Config{Node: "a", Backend: cluster.BackendAuto, Subnet: netip.MustParsePrefix("10.9.0.0/24"), UnderlayIP: n.IP, ClusterCIDR: clusterCIDR}, "not a /24 of the cluster CIDR"},
 		{datapath.Config{Node: "a", Backend: cluster.BackendAuto, UnderlayIP: n.IP}, "subnet"},
-		{datapath.Config{Node: "a", Backend: cluster.BackendAuto, Subnet: subnetOf(1), UnderlayIP: netip.MustParseAddr("172.30.9.9")}, "not on any interface"},
+		{datapath.Config{Node: "a", Backend: cluster.BackendAuto, Subnet: subnetOf(1), UnderlayIP: netip.MustParseAddr("172.30.9.9"), ClusterCIDR: clusterCIDR}, "not on any interface"},
 	} {
 		n.Do(t, func() error {
 			_, err := datapath.New(tc.cfg)
@@ -421,16 +414,22 @@ func TestWtaBadConfigIsAClearError(t *testing.T) {
 	})
 }
 
-func TestWtaBadOrConflictingPeerRecordsProgramNothing(t *testing.T) {
+func TestBadOrConflictingPeerRecordsProgramNothing(t *testing.T) {
 	c := newCluster(t, cluster.BackendVXLAN, []string{"a", "b"})
 	a, b := c.records["a"], c.records["b"]
+	rec := func(name, ip, subnet string) cluster.Node {
+		addr := netip.MustParseAddr(ip)
+		return cluster.Node{Name: name, UnderlayIP: addr, Subnet: netip.MustParsePrefix(subnet), VTEPMAC: datapath.VTEPMAC(addr).String()}
+	}
+	dupMAC := rec("zz-dup-mac", "172.30.1.52", "10.244.61.0/24")
+	dupMAC.VTEPMAC = b.VTEPMAC
 	bad := []cluster.Node{
 		a, b,
 		{Name: "no-ip", Subnet: netip.MustParsePrefix("10.244.60.0/24"), VTEPMAC: "0e:76:00:00:00:01"},
-		{Name: "mine", UnderlayIP: netip.MustParseAddr("172.30.1.50"), Subnet: a.Subnet, VTEPMAC: "0e:76:00:00:00:02"},
-		{Name: "zz-dup-subnet", UnderlayIP: netip.MustParseAddr("172.30.1.51"), Subnet: b.Subnet, VTEPMAC: "0e:76:00:00:00:03"},
-		{Name: "zz-dup-mac", UnderlayIP: netip.MustParseAddr("172.30.1.52"), Subnet: netip.MustParsePrefix("10.244.61.0/24"), VTEPMAC: b.VTEPMAC},
-		{Name: "zz-wider", UnderlayIP: netip.MustParseAddr("172.30.1.53"), Subnet: netip.MustParsePrefix("10.244.0.0/20"), VTEPMAC: "0e:76:00:00:00:04"},
+		rec("mine", "172.30.1.50", a.Subnet.String()),
+		rec("zz-dup-subnet", "172.30.1.51", b.Subnet.String()),
+		dupMAC,
+		rec("zz-wider", "172.30.1.53", "10.244.16.0/20"),
 	}
 	res := c.reconcile(t, "a", bad)
 	want := map[string]string{
@@ -438,8 +437,8 @@ func TestWtaBadOrConflictingPeerRecordsProgramNothing(t *testing.T) {
 		"no-ip":         "no IPv4 underlay",
 		"mine":          "overlaps this node's",
 		"zz-dup-subnet": "overlaps " + b.Subnet.String() + " of node b",
-		"zz-dup-mac":    "also claimed by node b",
-		"zz-wider":      "overlaps",
+		"zz-dup-mac":    "VTEP MAC " + b.VTEPMAC + " is not",
+		"zz-wider":      "not a /24 of the cluster CIDR",
 	}
 	for _, p := range res.Peers {
 		w, ok := want[p.Name]

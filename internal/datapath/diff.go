@@ -11,11 +11,27 @@ import (
 	"github.com/weftnet/weft/internal/names"
 )
 
-// changes is what makes the kernel equal to the plan.
-type changes struct {
-	delRoutes, setRoutes []netlink.Route
-	delNeighs, setNeighs []netlink.Neigh
-	delFDB, addFDB       []netlink.Neigh
+// Op is what a Change does to one kernel entry.
+type Op string
+
+// Ops of a Change.
+const (
+	OpAdd     Op = "add"
+	OpReplace Op = "replace"
+	OpDelete  Op = "delete"
+)
+
+// Change is one kernel entry to add, replace or delete: a route, a
+// neighbour or an FDB entry (Kind), for the peer it names ("" for a stale
+// entry no peer needs). Route or Neigh is the entry as it must be (as it
+// is, for a delete); Old is what the kernel holds now, for a replace.
+type Change struct {
+	Op   Op
+	Kind string
+	Peer string
+
+	Route, OldRoute netlink.Route
+	Neigh, OldNeigh netlink.Neigh
 }
 
 // have is Weft's part of the kernel state.
@@ -50,9 +66,11 @@ func (d *Datapath) read(vxIndex int) (have, error) {
 
 // diff compares the plan with the kernel. A route or neighbour that is
 // wrong is replaced in place, never removed first, so that a subnet that
-// is still wanted has no moment without its route.
-func diff(want desired, h have, vxIndex int) changes {
-	var c changes
+// is still wanted has no moment without its route. Only Weft's entries
+// are in h (routes with its protocol, entries on its VXLAN device), so
+// only those are ever replaced or deleted.
+func diff(want desired, h have, vxIndex int) []Change {
+	var c []Change
 	seenRoute := map[netip.Prefix]bool{}
 	for _, r := range h.routes {
 		dst := routeDst(r)
@@ -60,56 +78,69 @@ func diff(want desired, h have, vxIndex int) changes {
 		switch {
 		case ok && !seenRoute[dst]:
 			seenRoute[dst] = true
-			if !sameRoute(r, w) {
-				c.setRoutes = append(c.setRoutes, w)
+			if !sameRoute(r, w.v) {
+				c = append(c, Change{Op: OpReplace, Kind: KindRoute, Peer: w.peer, Route: w.v, OldRoute: r})
 			}
 		default: // no peer needs it, or a second route to one subnet
-			c.delRoutes = append(c.delRoutes, r)
+			c = append(c, Change{Op: OpDelete, Kind: KindRoute, Route: r})
 		}
 	}
 	for dst, w := range want.routes {
 		if !seenRoute[dst] {
-			c.setRoutes = append(c.setRoutes, w)
+			c = append(c, Change{Op: OpAdd, Kind: KindRoute, Peer: w.peer, Route: w.v})
 		}
 	}
 
 	seenNeigh := map[netip.Addr]bool{}
 	for _, n := range h.neighs {
 		ip, _ := netip.AddrFromSlice(n.IP.To4())
-		mac, ok := want.neighs[ip]
-		if !ok {
-			c.delNeighs = append(c.delNeighs, n)
+		w, ok := want.neighs[ip]
+		if !ok || seenNeigh[ip] {
+			c = append(c, Change{Op: OpDelete, Kind: KindNeighbour, Neigh: n})
 			continue
 		}
 		seenNeigh[ip] = true
-		if mac != n.HardwareAddr.String() || n.State&netlink.NUD_PERMANENT == 0 {
-			c.setNeighs = append(c.setNeighs, neigh(vxIndex, ip, mac))
+		if w.v != n.HardwareAddr.String() || n.State&netlink.NUD_PERMANENT == 0 {
+			c = append(c, Change{Op: OpReplace, Kind: KindNeighbour, Peer: w.peer, Neigh: neigh(vxIndex, ip, w.v), OldNeigh: n})
 		}
 	}
-	for ip, mac := range want.neighs {
+	for ip, w := range want.neighs {
 		if !seenNeigh[ip] {
-			c.setNeighs = append(c.setNeighs, neigh(vxIndex, ip, mac))
+			c = append(c, Change{Op: OpAdd, Kind: KindNeighbour, Peer: w.peer, Neigh: neigh(vxIndex, ip, w.v)})
 		}
 	}
 
 	// An FDB entry is keyed by MAC and destination together: one with a
-	// wrong destination is removed and the right one added.
+	// wrong destination is replaced by deleting it and adding the right one.
 	kept := map[string]bool{}
+	wrong := map[string]netlink.Neigh{}
 	for _, n := range h.fdb {
 		mac := n.HardwareAddr.String()
-		if dst, ok := want.fdb[mac]; ok && n.IP.Equal(net.IP(dst.AsSlice())) && !kept[mac] {
+		w, ok := want.fdb[mac]
+		switch {
+		case ok && n.IP.Equal(net.IP(w.v.AsSlice())) && !kept[mac]:
 			kept[mac] = true
-			continue
+		case ok && !kept[mac] && wrong[mac].HardwareAddr == nil:
+			wrong[mac] = n
+		default:
+			c = append(c, Change{Op: OpDelete, Kind: KindFDB, Neigh: n})
 		}
-		c.delFDB = append(c.delFDB, n)
 	}
-	for mac, dst := range want.fdb {
+	for mac, w := range want.fdb {
 		if kept[mac] {
+			if old, ok := wrong[mac]; ok {
+				c = append(c, Change{Op: OpDelete, Kind: KindFDB, Neigh: old})
+			}
 			continue
 		}
 		hw, _ := net.ParseMAC(mac)
-		c.addFDB = append(c.addFDB, netlink.Neigh{LinkIndex: vxIndex, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT,
-			Flags: netlink.NTF_SELF, HardwareAddr: hw, IP: net.IP(dst.AsSlice())})
+		n := netlink.Neigh{LinkIndex: vxIndex, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT,
+			Flags: netlink.NTF_SELF, HardwareAddr: hw, IP: net.IP(w.v.AsSlice())}
+		if old, ok := wrong[mac]; ok {
+			c = append(c, Change{Op: OpReplace, Kind: KindFDB, Peer: w.peer, Neigh: n, OldNeigh: old})
+		} else {
+			c = append(c, Change{Op: OpAdd, Kind: KindFDB, Peer: w.peer, Neigh: n})
+		}
 	}
 	return c
 }

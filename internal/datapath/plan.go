@@ -13,30 +13,74 @@ import (
 	"github.com/weftnet/weft/internal/names"
 )
 
-// PeerPath is how this node reaches one peer, and why.
+// PeerPath is how this node reaches one peer, and why: the decision for
+// one record, and everything the kernel entries for it are made from.
 type PeerPath struct {
 	Name       string       `json:"name"`
 	UnderlayIP netip.Addr   `json:"underlayIP"`
 	Subnet     netip.Prefix `json:"subnet"`
 	Path       string       `json:"path"`
 	Reason     string       `json:"reason"`
+	// Refused is set when the record itself was refused (one of the
+	// Refused* values); Reason then says why.
+	Refused string `json:"refused,omitempty"`
+	// VTEPMAC is the MAC programmed for the peer's VTEP (VXLAN path only).
+	VTEPMAC string `json:"vtepMAC,omitempty"`
+	// Device is the interface a direct route leaves by.
+	Device string `json:"device,omitempty"`
+
+	linkIndex int // of Device, for a direct route
 }
 
-// desired is the complete kernel state that the peer list asks for.
+// owned is a desired entry and the peer it is for.
+type owned[T any] struct {
+	v    T
+	peer string
+}
+
+// desired is the complete kernel state that the decisions ask for.
 type desired struct {
-	routes map[netip.Prefix]netlink.Route
-	neighs map[netip.Addr]string // VTEP address → VTEP MAC
-	fdb    map[string]netip.Addr // VTEP MAC → underlay address
-	peers  []PeerPath
+	routes map[netip.Prefix]owned[netlink.Route]
+	neighs map[netip.Addr]owned[string] // VTEP address → VTEP MAC
+	fdb    map[string]owned[netip.Addr] // VTEP MAC → underlay address
 }
 
-// adjacency is where the kernel sends a packet for an underlay address:
-// directly out of an interface (gw invalid) or through a gateway.
-type adjacency struct {
-	linkIndex int
-	gw        netip.Addr
-	local     bool
-	err       error
+// self is this node for the decisions: its configuration, and what the
+// kernel says it reaches by other means than a peer (every address of the
+// node and every network connected to it), which no record may take over.
+func (d *Datapath) self(vxlan bool) (self, error) {
+	me := self{Config: d.cfg, vxlan: vxlan}
+	me.protected = append(me.protected, d.cfg.Protected...)
+	addrs, err := d.h.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return me, fmt.Errorf("list this node's addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+			me.protected = append(me.protected, netip.PrefixFrom(ip, 32))
+		}
+	}
+	routes, err := d.h.RouteListFiltered(netlink.FAMILY_V4,
+		&netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_KERNEL},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return me, fmt.Errorf("list this node's connected networks: %w", err)
+	}
+	for _, r := range routes {
+		if r.Scope == netlink.SCOPE_LINK && r.Dst != nil {
+			me.protected = append(me.protected, routeDst(r).Masked())
+		}
+	}
+	return me, nil
+}
+
+// linkIndex is the index of the interface named name, 0 when there is none.
+func (d *Datapath) linkIndex(name string) int {
+	l, err := d.h.LinkByName(name)
+	if err != nil {
+		return 0
+	}
+	return l.Attrs().Index
 }
 
 func (d *Datapath) lookup(ip netip.Addr) adjacency {
@@ -52,138 +96,97 @@ func (d *Datapath) lookup(ip netip.Addr) adjacency {
 	if gw, ok := netip.AddrFromSlice(r.Gw.To4()); ok && r.Gw != nil {
 		a.gw = gw
 	}
+	if l, err := d.h.LinkByIndex(r.LinkIndex); err == nil {
+		a.link = l.Attrs().Name
+	}
 	return a
 }
 
-// plan computes the desired state for peers. vxIndex is the VXLAN
-// device's index (0 without one).
-func (d *Datapath) plan(peers []cluster.Node, vxIndex int) desired {
-	want := desired{
-		routes: map[netip.Prefix]netlink.Route{},
-		neighs: map[netip.Addr]string{},
-		fdb:    map[string]netip.Addr{},
-	}
+// plan decides every peer's path. Records are vetted first and then
+// accepted in order of name, so that which of two overlapping records
+// wins does not depend on the order the datastore listed them; a record
+// that is not its node's lease is refused before that, so an impostor
+// never wins over the lease holder whatever its name sorts as.
+func plan(me self, peers []cluster.Node, lookup func(netip.Addr) adjacency) []PeerPath {
 	peers = append([]cluster.Node(nil), peers...)
 	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
-	subnetOwner := owners{}
-	macOwner := map[string]string{}
+	taken := owners{}
+	out := make([]PeerPath, 0, len(peers))
 	for _, p := range peers {
-		if p.Name == d.cfg.Node {
+		if p.Name == me.Node {
 			continue
 		}
 		pp := PeerPath{Name: p.Name, UnderlayIP: p.UnderlayIP, Subnet: p.Subnet, Path: PathNone}
-		pp.Reason = d.choose(p, &pp, vxIndex, subnetOwner, macOwner, &want)
-		want.peers = append(want.peers, pp)
+		pp.Refused, pp.Reason = vet(me, p)
+		if pp.Refused == "" {
+			subnet := p.Subnet.Masked()
+			if s, owner, ok := taken.overlapping(subnet); ok {
+				pp.Refused, pp.Reason = RefusedConflict, fmt.Sprintf("subnet %s overlaps %s of node %s", subnet, s, owner)
+			} else {
+				pp.Subnet = subnet
+				var adj adjacency
+				if needsLookup(me, p) {
+					adj = lookup(p.UnderlayIP)
+				}
+				pp.Path, pp.Reason = choose(me, p, adj)
+				switch pp.Path {
+				case PathDirect:
+					pp.Device, pp.linkIndex = adj.link, adj.linkIndex
+				case PathVXLAN:
+					pp.Device, pp.VTEPMAC = names.VXLANDevice, VTEPMAC(p.UnderlayIP).String()
+				}
+				// A peer the underlay cannot reach keeps its subnet all
+				// the same: no later record may take it over.
+				taken.add(subnet, p.Name)
+			}
+		}
+		out = append(out, pp)
 	}
-	return want
+	return out
 }
 
-// choose decides one peer's path, adds its entries to want and returns the
-// reason for the choice.
-func (d *Datapath) choose(p cluster.Node, pp *PeerPath, vxIndex int, subnetOwner owners, macOwner map[string]string, want *desired) string {
-	switch {
-	case !p.UnderlayIP.Is4():
-		return fmt.Sprintf("record has no IPv4 underlay address (%q)", p.UnderlayIP)
-	case !p.Subnet.IsValid() || !p.Subnet.Addr().Is4():
-		return fmt.Sprintf("record has no IPv4 subnet (%q)", p.Subnet)
-	case p.UnderlayIP == d.cfg.UnderlayIP:
-		return "record claims this node's own underlay address"
-	case p.Subnet.Overlaps(d.cfg.Subnet):
-		return fmt.Sprintf("subnet %s overlaps this node's %s", p.Subnet, d.cfg.Subnet)
+// assemble turns decisions into the kernel entries they need. vxIndex is
+// the VXLAN device's index; linkIndex finds a direct route's interface
+// when the decision does not carry it (decisions read back from the API).
+func assemble(paths []PeerPath, vxIndex int, linkIndex func(string) int) desired {
+	want := desired{
+		routes: map[netip.Prefix]owned[netlink.Route]{},
+		neighs: map[netip.Addr]owned[string]{},
+		fdb:    map[string]owned[netip.Addr]{},
 	}
-	subnet := p.Subnet.Masked()
-	if s, owner, ok := subnetOwner.overlapping(subnet); ok {
-		return fmt.Sprintf("subnet %s overlaps %s of node %s", subnet, s, owner)
-	}
-
-	mac, macErr := net.ParseMAC(p.VTEPMAC)
-	hasVTEP := macErr == nil && p.VTEPMAC != ""
-	// Where the kernel sends packets for the peer's underlay address; not
-	// needed when the backend is VXLAN and the peer has a VTEP (a route
-	// lookup per peer is most of a reconcile's cost with many peers).
-	var adj adjacency
-	if d.cfg.Backend != cluster.BackendVXLAN || !hasVTEP {
-		adj = d.lookup(p.UnderlayIP)
-	}
-	direct := adj.err == nil && adj.linkIndex != 0 && !adj.local && !adj.gw.IsValid()
-	var where string
-	switch {
-	case adj.err != nil:
-		where = fmt.Sprintf("no route to %s: %v", p.UnderlayIP, adj.err)
-	case adj.local:
-		where = fmt.Sprintf("%s is an address of this node", p.UnderlayIP)
-	case direct:
-		where = fmt.Sprintf("%s is on a directly connected network", p.UnderlayIP)
-	case adj.gw.IsValid():
-		where = fmt.Sprintf("%s is reached through gateway %s", p.UnderlayIP, adj.gw)
-	}
-	path, reason := PathNone, ""
-	switch d.cfg.Backend {
-	case cluster.BackendHostGW:
-		if direct {
-			path, reason = PathDirect, "backend host-gw; "+where
-		} else {
-			reason = "backend host-gw needs peers on this node's L2 segment, but " + where + " (use --backend auto or vxlan)"
-		}
-	case cluster.BackendVXLAN:
-		switch {
-		case hasVTEP:
-			path, reason = PathVXLAN, "backend vxlan"
-		case direct:
-			path, reason = PathDirect, "peer runs no VXLAN device; "+where
-		default:
-			reason = "peer runs no VXLAN device and " + where
-		}
-	default:
-		switch {
-		case direct:
-			path, reason = PathDirect, "auto: "+where
-		case hasVTEP && !adj.local:
-			path, reason = PathVXLAN, "auto: "+where
-		case !hasVTEP:
-			reason = "auto: peer runs no VXLAN device and " + where
-		default:
-			reason = "auto: " + where
+	for _, p := range paths {
+		switch p.Path {
+		case PathDirect:
+			idx := p.linkIndex
+			if idx == 0 {
+				idx = linkIndex(p.Device)
+			}
+			want.routes[p.Subnet] = owned[netlink.Route]{peer: p.Name, v: netlink.Route{
+				Dst:       prefixNet(p.Subnet),
+				Gw:        net.IP(p.UnderlayIP.AsSlice()),
+				LinkIndex: idx,
+				Protocol:  names.RouteProtocol,
+				Table:     unix.RT_TABLE_MAIN,
+			}}
+		case PathVXLAN:
+			vtep := VTEPAddr(p.Subnet)
+			want.routes[p.Subnet] = owned[netlink.Route]{peer: p.Name, v: netlink.Route{
+				Dst:       prefixNet(p.Subnet),
+				Gw:        net.IP(vtep.AsSlice()),
+				LinkIndex: vxIndex,
+				Flags:     int(netlink.FLAG_ONLINK),
+				Protocol:  names.RouteProtocol,
+				Table:     unix.RT_TABLE_MAIN,
+			}}
+			want.neighs[vtep] = owned[string]{peer: p.Name, v: p.VTEPMAC}
+			// Two peers may share an underlay address (and so a MAC):
+			// the entry is the same for both.
+			if _, ok := want.fdb[p.VTEPMAC]; !ok {
+				want.fdb[p.VTEPMAC] = owned[netip.Addr]{peer: p.Name, v: p.UnderlayIP}
+			}
 		}
 	}
-	if path == PathVXLAN {
-		if vxIndex == 0 {
-			return "this node has no VXLAN device"
-		}
-		if owner, dup := macOwner[mac.String()]; dup {
-			return fmt.Sprintf("VTEP MAC %s is also claimed by node %s", mac, owner)
-		}
-	}
-
-	pp.Path = path
-	if path == PathNone {
-		return reason
-	}
-	subnetOwner.add(subnet, p.Name)
-	switch path {
-	case PathDirect:
-		want.routes[subnet] = netlink.Route{
-			Dst:       prefixNet(subnet),
-			Gw:        net.IP(p.UnderlayIP.AsSlice()),
-			LinkIndex: adj.linkIndex,
-			Protocol:  names.RouteProtocol,
-			Table:     unix.RT_TABLE_MAIN,
-		}
-	case PathVXLAN:
-		vtep := VTEPAddr(subnet)
-		macOwner[mac.String()] = p.Name
-		want.routes[subnet] = netlink.Route{
-			Dst:       prefixNet(subnet),
-			Gw:        net.IP(vtep.AsSlice()),
-			LinkIndex: vxIndex,
-			Flags:     int(netlink.FLAG_ONLINK),
-			Protocol:  names.RouteProtocol,
-			Table:     unix.RT_TABLE_MAIN,
-		}
-		want.neighs[vtep] = mac.String()
-		want.fdb[mac.String()] = p.UnderlayIP
-	}
-	return reason
+	return want
 }
 
 func prefixNet(p netip.Prefix) *net.IPNet {

@@ -170,27 +170,6 @@ func removeDevice(h *netlink.Handle) error {
 	return nil
 }
 
-// Cleanup removes everything this package made on the node: the VXLAN
-// device and every route with Weft's protocol.
-func Cleanup() error {
-	h, err := netlink.NewHandle()
-	if err != nil {
-		return fmt.Errorf("netlink: %w", err)
-	}
-	defer h.Close()
-	err = removeDevice(h)
-	routes, lerr := weftRoutes(h)
-	if lerr != nil {
-		return errors.Join(err, lerr)
-	}
-	for _, r := range routes {
-		if derr := h.RouteDel(&r); derr != nil && !errors.Is(derr, unix.ESRCH) {
-			err = errors.Join(err, fmt.Errorf("remove route %s: %w", r.Dst, derr))
-		}
-	}
-	return err
-}
-
 func weftRoutes(h *netlink.Handle) ([]netlink.Route, error) {
 	routes, err := h.RouteListFiltered(netlink.FAMILY_V4,
 		&netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: names.RouteProtocol},
@@ -199,4 +178,63 @@ func weftRoutes(h *netlink.Handle) ([]netlink.Route, error) {
 		return nil, fmt.Errorf("list Weft's routes: %w", err)
 	}
 	return routes, nil
+}
+
+// device is the VXLAN device, nil when there is none.
+func (d *Datapath) device() (netlink.Link, error) {
+	link, err := d.h.LinkByName(names.VXLANDevice)
+	var nf netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &nf):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("look up %s: %w", names.VXLANDevice, err)
+	}
+	return link, nil
+}
+
+// deviceDrift is how the VXLAN device (vx, nil when absent) differs from
+// what EnsureDevice makes.
+func (d *Datapath) deviceDrift(vx netlink.Link) (Drift, error) {
+	var drift Drift
+	want := fmt.Sprintf("VNI %d port %d local %s", names.VNI, names.VXLANPort, d.cfg.UnderlayIP)
+	switch {
+	case d.UsesVXLAN() && vx == nil:
+		drift.Missing = append(drift.Missing, Entry{Kind: KindDevice, Key: names.VXLANDevice, Want: want})
+		return drift, nil
+	case !d.UsesVXLAN() && vx != nil:
+		drift.Stale = append(drift.Stale, Entry{Kind: KindDevice, Key: names.VXLANDevice, Have: "present with backend " + d.cfg.Backend.String()})
+		return drift, nil
+	case vx == nil:
+		return drift, nil
+	}
+	wrong := func(key, have, want string) {
+		drift.Wrong = append(drift.Wrong, Entry{Kind: KindDevice, Key: key, Have: have, Want: want})
+	}
+	if reason := d.mismatch(vx); reason != "" {
+		wrong(names.VXLANDevice, reason, want)
+	}
+	if mac := VTEPMAC(d.cfg.UnderlayIP); vx.Attrs().HardwareAddr.String() != mac.String() {
+		wrong(names.VXLANDevice+" MAC", vx.Attrs().HardwareAddr.String(), mac.String())
+	}
+	if mtu := d.PodMTU(); vx.Attrs().MTU != mtu {
+		wrong(names.VXLANDevice+" MTU", fmt.Sprint(vx.Attrs().MTU), fmt.Sprint(mtu))
+	}
+	// EnsureDevice leaves exactly the VTEP address on the device: an
+	// older subnet's would answer for another node's subnet.
+	addrs, err := d.h.AddrList(vx, netlink.FAMILY_V4)
+	if err != nil {
+		return drift, fmt.Errorf("list addresses of %s: %w", names.VXLANDevice, err)
+	}
+	held := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		held = append(held, a.IPNet.String())
+	}
+	if want := VTEPAddr(d.cfg.Subnet).String() + "/32"; len(held) != 1 || held[0] != want {
+		wrong(names.VXLANDevice+" address", fmt.Sprint(held), want)
+	}
+	if vx.Attrs().Flags&net.FlagUp == 0 {
+		wrong(names.VXLANDevice, "down", "up")
+	}
+	return drift, nil
 }

@@ -102,12 +102,10 @@ type Released struct {
 // would have when the container went. DEL removes nothing that a live pod
 // uses: the attachment's veth is already gone.
 func ReleaseLeaks(ctx context.Context, o Options) ([]Released, error) {
-	if o.RunDir == "" {
-		o.RunDir = names.RunDir
-	}
+	o.RunDir = names.Dirs{Run: o.RunDir}.WithDefaults().Run
 	// The same directories, subnet and reading that Run reports from, so
 	// that exactly what it called a leak is released.
-	var dirs agentapi.Dirs
+	var dirs names.Dirs
 	var subnet netip.Prefix
 	if st, err := agentapi.NewClient(o.RunDir).Status(ctx); err == nil {
 		dirs, subnet = st.Dirs, st.Subnet

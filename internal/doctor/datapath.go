@@ -3,18 +3,17 @@ package doctor
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/weftnet/weft/internal/agentapi"
-	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 )
 
-// checkDatapath compares the kernel with the datapath's own plan for the
-// peers the agent reports. The agent's API gives each peer's underlay
-// address, subnet and chosen path; a peer reached over VXLAN has the VTEP
-// MAC that the datapath derives from its underlay address. A difference
+// checkDatapath compares the kernel with the entries that the agent's own
+// decisions need: its API gives each peer's underlay address, subnet,
+// path, the VTEP MAC it programmed and the interface its route leaves by,
+// and the datapath turns exactly those into routes, neighbours and FDB
+// entries, deciding nothing again. A difference
 // is looked at again a moment later with the agent's peers read anew, and
 // only what is still there is reported: the agent may have been applying
 // a change just then.
@@ -26,12 +25,13 @@ func checkDatapath(ctx context.Context, st agentapi.Status, peers []agentapi.Pee
 	if !st.UnderlayIP.IsValid() {
 		return fail("the agent does not report its underlay address (an older agent?)")
 	}
-	dp, err := datapath.New(datapath.Config{Node: st.Node, Backend: st.Backend, Subnet: st.Subnet, UnderlayIP: st.UnderlayIP})
+	dp, err := datapath.New(datapath.Config{Node: st.Node, Backend: st.Backend, Subnet: st.Subnet, UnderlayIP: st.UnderlayIP,
+		ClusterCIDR: st.ClusterCIDR})
 	if err != nil {
 		return fail(err.Error())
 	}
 	defer dp.Close()
-	drift, err := dp.Check(storeNodes(peers))
+	drift, err := dp.Check(decisions(peers))
 	if err != nil {
 		return fail(err.Error())
 	}
@@ -41,7 +41,7 @@ func checkDatapath(ctx context.Context, st agentapi.Status, peers []agentapi.Pee
 		case <-time.After(settle):
 		}
 		if again, err := reread(ctx); err == nil {
-			if second, err := dp.Check(storeNodes(again)); err == nil {
+			if second, err := dp.Check(decisions(again)); err == nil {
 				drift, peers = persistent(drift, second), again
 			}
 		}
@@ -58,7 +58,7 @@ func checkDatapath(ctx context.Context, st agentapi.Status, peers []agentapi.Pee
 	var out []Finding
 	for kind, es := range map[string][]datapath.Entry{"missing": drift.Missing, "stale": drift.Stale, "wrong": drift.Wrong} {
 		for _, e := range es {
-			out = append(out, Finding{Check: "datapath", Peer: peerOf(e, peers), Result: Fail,
+			out = append(out, Finding{Check: "datapath", Peer: e.Peer, Result: Fail,
 				Detail: e.String(), Fix: fix[kind]})
 		}
 	}
@@ -66,32 +66,17 @@ func checkDatapath(ctx context.Context, st agentapi.Status, peers []agentapi.Pee
 	return out
 }
 
-// peerOf names the peer an entry is for, when one is.
-func peerOf(e datapath.Entry, peers []agentapi.Peer) string {
-	for _, p := range peers {
-		switch {
-		case e.Kind == datapath.KindRoute && e.Key == p.Subnet.String(),
-			e.Kind == datapath.KindNeighbour && e.Key == datapath.VTEPAddr(p.Subnet).String(),
-			e.Kind == datapath.KindFDB && strings.EqualFold(e.Key, datapath.VTEPMAC(p.UnderlayIP).String()):
-			return p.Name
-		}
-	}
-	return ""
-}
-
 // settle is how long doctor waits before looking at a difference again.
 const settle = time.Second
 
-func storeNodes(peers []agentapi.Peer) []cluster.Node {
-	nodes := make([]cluster.Node, 0, len(peers))
+// decisions are the agent's paths as the datapath takes them.
+func decisions(peers []agentapi.Peer) []datapath.PeerPath {
+	out := make([]datapath.PeerPath, 0, len(peers))
 	for _, p := range peers {
-		n := cluster.Node{Name: p.Name, UnderlayIP: p.UnderlayIP, Subnet: p.Subnet}
-		if p.Path == datapath.PathVXLAN {
-			n.VTEPMAC = datapath.VTEPMAC(p.UnderlayIP).String()
-		}
-		nodes = append(nodes, n)
+		out = append(out, datapath.PeerPath{Name: p.Name, UnderlayIP: p.UnderlayIP, Subnet: p.Subnet,
+			Path: p.Path, Reason: p.PathReason, Refused: p.Refused, VTEPMAC: p.VTEPMAC, Device: p.Device})
 	}
-	return nodes
+	return out
 }
 
 // persistent keeps the entries of b that a also had.

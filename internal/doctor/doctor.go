@@ -86,25 +86,9 @@ type Options struct {
 // running agent reports (so doctor looks where the agent and its plugin
 // do), then from Weft's standard paths. RunDir is set already: it is how
 // the agent was asked.
-func (o *Options) defaults(agent agentapi.Dirs) {
-	if o.DataDir == "" {
-		o.DataDir = agent.Data
-	}
-	if o.ConfDir == "" {
-		o.ConfDir = agent.CNIConf
-	}
-	if o.BinDir == "" {
-		o.BinDir = agent.CNIBin
-	}
-	if o.DataDir == "" {
-		o.DataDir = names.DataDir
-	}
-	if o.ConfDir == "" {
-		o.ConfDir = names.CNIConfDir
-	}
-	if o.BinDir == "" {
-		o.BinDir = names.CNIBinDir
-	}
+func (o *Options) defaults(agent names.Dirs) {
+	d := names.Dirs{Data: o.DataDir, Run: o.RunDir, CNIConf: o.ConfDir, CNIBin: o.BinDir}.Or(agent).WithDefaults()
+	o.DataDir, o.RunDir, o.ConfDir, o.BinDir = d.Data, d.Run, d.CNIConf, d.CNIBin
 	if o.ProbePort == 0 {
 		o.ProbePort = names.ProbePort
 	}
@@ -122,9 +106,7 @@ func (o *Options) defaults(agent agentapi.Dirs) {
 // the agent are skipped (and say so) when it does not answer; the others
 // run anyway.
 func Run(ctx context.Context, o Options) Report {
-	if o.RunDir == "" {
-		o.RunDir = names.RunDir
-	}
+	o.RunDir = names.Dirs{Run: o.RunDir}.WithDefaults().Run
 	var rep Report
 	add := func(fs ...Finding) { rep.Findings = append(rep.Findings, fs...) }
 

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -19,6 +20,15 @@ type leak struct {
 	why string
 }
 
+// LeakGrace is how old a lease must be before doctor calls it leaked: the
+// plugin leases the address first and makes the veth after, so a young
+// lease without its veth is most likely an ADD still running, and
+// releasing it would hand its address to a second pod.
+const LeakGrace = 5 * time.Minute
+
+// now is the clock leases are aged by; tests move it.
+var now = time.Now
+
 // ipamState is what the lease store and the interfaces say together.
 type ipamState struct {
 	leases  int
@@ -29,7 +39,8 @@ type ipamState struct {
 // readIPAM finds addresses that no pod holds any more: a lease whose
 // host-side veth is gone (the container went without a CNI DEL), or a
 // lease from a subnet the node no longer has (when subnet is known); and
-// the reverse, a pod veth on the bridge that no lease accounts for.
+// the reverse, a pod veth on the bridge that no lease accounts for. A
+// lease younger than LeakGrace is neither: its ADD may still be running.
 func readIPAM(o Options, subnet netip.Prefix) (ipamState, error) {
 	var st ipamState
 	dir := ipam.Dir(o.DataDir, names.NetworkName)
@@ -49,8 +60,13 @@ func readIPAM(o Options, subnet netip.Prefix) (ipamState, error) {
 	owned := map[string]bool{}
 	for _, l := range leases {
 		veth := cniplugin.HostVethName(l.ContainerID, l.IfName)
+		if l.Veth != "" {
+			veth = l.Veth // recovered from its veth alone
+		}
 		owned[veth] = true
 		switch {
+		case !l.Since.IsZero() && now().Sub(l.Since) < LeakGrace:
+			// Possibly an ADD in flight: never a leak yet.
 		case subnet.IsValid() && !subnet.Contains(l.Addr):
 			st.leaks = append(st.leaks, leak{l, fmt.Sprintf("outside this node's subnet %s (left from an earlier subnet)", subnet)})
 		case byName[veth] == nil:

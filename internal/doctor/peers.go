@@ -83,6 +83,12 @@ func checkPeers(ctx context.Context, o Options, st agentapi.Status, peers []agen
 
 func checkPeer(ctx context.Context, o Options, st agentapi.Status, src netip.Addr, p agentapi.Peer) []Finding {
 	reach := Finding{Check: "reachability", Peer: p.Name}
+	if p.Refused != "" {
+		reach.Check, reach.Result = "peer record", Fail
+		reach.Detail = fmt.Sprintf("the agent refused %s's record (%s): %s; nothing is programmed for it", p.Name, p.Refused, p.PathReason)
+		reach.Fix = fmt.Sprintf("a record must claim only its own node's subnet lease, inside the cluster CIDR, with the VTEP MAC its underlay address derives: if %s is a real node, check its agent's configuration (cluster CIDR, subnet length, underlay address); if not, remove its record from the datastore", p.Name)
+		return []Finding{reach}
+	}
 	if p.Path == datapath.PathNone {
 		reach.Result = Fail
 		reach.Detail = fmt.Sprintf("no path to %s's pods (%s): the agent programs nothing for it", p.Subnet, p.PathReason)

@@ -1,53 +1,187 @@
-// Package firewall owns Weft's nftables table (family inet, names.NFTable)
-// and nothing else in nftables: it masquerades pod traffic that leaves the
-// cluster CIDR (pod-to-pod traffic keeps its source address) and accepts
-// forwarding of pod traffic. It never reads or changes another table.
+// Package firewall owns Weft's nftables tables (names.NFTable, in the inet
+// and the bridge family; see layout.go) and nothing else in nftables: it
+// masquerades pod traffic that leaves the cluster CIDR (pod-to-pod traffic
+// keeps its source address), accepts forwarding of pod traffic, accepts
+// VXLAN only from current peers carrying their own pods' addresses, and
+// lets a pod send only from its own MAC and IP. It never reads or changes
+// another table.
 //
-// The table is always replaced whole, in one netlink batch (add table,
-// delete table, add table with its chains and rules), which the kernel
-// applies atomically: there is no moment without masquerade, and rules left
-// by an older Weft never linger beside the new ones.
+// Ensure makes the tables' structure right; when it is not, each table is
+// replaced whole in one netlink batch (add table, delete table, add table
+// with its chains, sets and rules, and the elements the old sets held),
+// which the kernel applies atomically: there is no moment without
+// masquerade or without the guards, and rules left by an older Weft never
+// linger beside the new ones. SyncPeers and SyncPods keep the sets' elements
+// exact (desired, diff, one batch) without touching the rules.
 package firewall
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/names"
 )
 
-const (
-	chainNAT     = "postrouting"
-	chainForward = "forward"
-)
-
-var multicast = netip.MustParsePrefix("224.0.0.0/4")
-
-func table() *nftables.Table {
-	return &nftables.Table{Name: names.NFTable, Family: nftables.TableFamilyINet}
+// Ensure makes Weft's tables hold exactly the chains, sets and rules for
+// clusterCIDR, in the network namespace of the calling thread. It does
+// nothing to a table that is already right, and keeps the sets' elements
+// of a table it replaces.
+func Ensure(clusterCIDR netip.Prefix) error {
+	if !clusterCIDR.IsValid() || !clusterCIDR.Addr().Is4() {
+		return fmt.Errorf("firewall: cluster CIDR %q is not an IPv4 prefix", clusterCIDR)
+	}
+	clusterCIDR = clusterCIDR.Masked()
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	for _, l := range []layout{inetLayout(clusterCIDR), bridgeLayout()} {
+		ok, err := inSync(c, l)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if err := replace(c, l); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-// chains returns Weft's two base chains of table t.
-func chains(t *nftables.Table) (nat, fwd *nftables.Chain) {
-	accept := nftables.ChainPolicyAccept
-	nat = &nftables.Chain{Name: chainNAT, Table: t, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource}
-	fwd = &nftables.Chain{Name: chainForward, Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept}
-	return nat, fwd
+// replace swaps table l.table for layout l in one batch, carrying over the
+// elements of the old table's sets of the same name and type.
+func replace(c *nftables.Conn, l layout) error {
+	keep := map[string][]nftables.SetElement{}
+	if old, err := findTable(c, l.table.Family); err != nil {
+		return err
+	} else if old != nil {
+		sets, err := c.GetSets(old)
+		if err != nil {
+			return fmt.Errorf("list sets of %s: %w", describe(l.table), err)
+		}
+		for _, s := range sets {
+			for _, want := range l.sets {
+				if s.Name == want.Name && sameSet(s, want) {
+					els, err := c.GetSetElements(s)
+					if err != nil {
+						return fmt.Errorf("list %s of %s: %w", s.Name, describe(l.table), err)
+					}
+					keep[s.Name] = els
+				}
+			}
+		}
+	}
+	c.AddTable(l.table)
+	c.DelTable(l.table)
+	c.AddTable(l.table)
+	for _, ch := range l.chains {
+		c.AddChain(ch)
+	}
+	for _, s := range l.sets {
+		if err := c.AddSet(s, keep[s.Name]); err != nil {
+			return fmt.Errorf("add set %s to %s: %w", s.Name, describe(l.table), err)
+		}
+	}
+	for _, r := range l.rules {
+		c.AddRule(r)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("replace %s: %w", describe(l.table), err)
+	}
+	return nil
 }
 
-// sameChain compares what the rules' tags cannot show: a forward chain
-// whose policy was set to drop, or a chain moved to another hook, would
-// otherwise pass as in sync and never be repaired.
+// InSync reports whether Weft's tables hold exactly the chains, sets and
+// rules for clusterCIDR (whatever the sets' elements).
+func InSync(clusterCIDR netip.Prefix) (bool, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, fmt.Errorf("nftables: %w", err)
+	}
+	for _, l := range []layout{inetLayout(clusterCIDR.Masked()), bridgeLayout()} {
+		if ok, err := inSync(c, l); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// inSync compares table l.table in the kernel with layout l. Chains are
+// compared by what the rules' tags cannot show (a forward chain whose
+// policy was set to drop, or a chain moved to another hook, would
+// otherwise pass as in sync and never be repaired), rules by their tags.
+func inSync(c *nftables.Conn, l layout) (bool, error) {
+	t, err := findTable(c, l.table.Family)
+	if err != nil || t == nil {
+		return false, err
+	}
+	listed, err := c.ListChainsOfTableFamily(l.table.Family)
+	if err != nil {
+		return false, fmt.Errorf("list nftables chains: %w", err)
+	}
+	byName := map[string]*nftables.Chain{}
+	for _, ch := range listed {
+		if ch.Table.Name == t.Name {
+			byName[ch.Name] = ch
+		}
+	}
+	if len(byName) != len(l.chains) {
+		return false, nil
+	}
+	for _, want := range l.chains {
+		if have := byName[want.Name]; have == nil || !sameChain(have, want) {
+			return false, nil
+		}
+	}
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return false, fmt.Errorf("list sets of %s: %w", describe(l.table), err)
+	}
+	if len(sets) != len(l.sets) {
+		return false, nil
+	}
+	for _, want := range l.sets {
+		found := false
+		for _, s := range sets {
+			found = found || (s.Name == want.Name && sameSet(s, want))
+		}
+		if !found {
+			return false, nil
+		}
+	}
+	var have []*nftables.Rule
+	for _, want := range l.chains {
+		rs, err := c.GetRules(t, byName[want.Name])
+		if err != nil {
+			return false, fmt.Errorf("list rules of %s %s: %w", describe(l.table), want.Name, err)
+		}
+		have = append(have, rs...)
+	}
+	if len(have) != len(l.rules) {
+		return false, nil
+	}
+	for i, want := range l.rules {
+		if !bytes.Equal(have[i].UserData, want.UserData) || have[i].Chain.Name != want.Chain.Name {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 func sameChain(have, want *nftables.Chain) bool {
 	return have.Type == want.Type && samePtr(have.Hooknum, want.Hooknum) &&
 		samePtr(have.Priority, want.Priority) && policy(have) == policy(want)
+}
+
+func sameSet(have, want *nftables.Set) bool {
+	return have.KeyType.Bytes == want.KeyType.Bytes && have.Interval == want.Interval &&
+		have.Concatenation == want.Concatenation
 }
 
 func samePtr[T comparable](a, b *T) bool {
@@ -62,153 +196,35 @@ func policy(c *nftables.Chain) nftables.ChainPolicy {
 	return *c.Policy
 }
 
-// rules returns the chains' rules for clusterCIDR. Each rule carries a tag
-// in its user data that says what it is and for which CIDR, which is how
-// InSync recognises a table that is already right.
-func rules(t *nftables.Table, nat, fwd *nftables.Chain, cidr netip.Prefix) []*nftables.Rule {
-	tag := func(s string) []byte { return []byte("weft:" + s + ":" + cidr.String()) }
-	return []*nftables.Rule{
-		{Table: t, Chain: nat, UserData: tag("masquerade"), Exprs: concat(
-			ipv4(), match(12, cidr, expr.CmpOpEq), match(16, cidr, expr.CmpOpNeq),
-			match(16, multicast, expr.CmpOpNeq), []expr.Any{&expr.Masq{}})},
-		{Table: t, Chain: fwd, UserData: tag("forward-from-pods"), Exprs: concat(
-			ipv4(), match(12, cidr, expr.CmpOpEq), accept())},
-		{Table: t, Chain: fwd, UserData: tag("forward-to-pods"), Exprs: concat(
-			ipv4(), match(16, cidr, expr.CmpOpEq), accept())},
-	}
-}
-
-func concat(parts ...[]expr.Any) []expr.Any {
-	var out []expr.Any
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}
-
-// ipv4 matches IPv4 packets (the table is inet: it sees IPv6 too).
-func ipv4() []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
-	}
-}
-
-// match compares the IPv4 address at offset (12 source, 16 destination)
-// of the network header with prefix p.
-func match(offset uint32, p netip.Prefix, op expr.CmpOp) []expr.Any {
-	mask := make([]byte, 4)
-	for i := 0; i < p.Bits(); i++ {
-		mask[i/8] |= 0x80 >> (i % 8)
-	}
-	net := p.Masked().Addr().As4()
-	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
-		&expr.Cmp{Op: op, Register: 1, Data: net[:]},
-	}
-}
-
-func accept() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}} }
-
-// Ensure makes Weft's table hold exactly the rules for clusterCIDR, in the
-// network namespace of the calling thread. It does nothing when the table
-// is already right.
-func Ensure(clusterCIDR netip.Prefix) error {
-	if !clusterCIDR.IsValid() || !clusterCIDR.Addr().Is4() {
-		return fmt.Errorf("firewall: cluster CIDR %q is not an IPv4 prefix", clusterCIDR)
-	}
-	clusterCIDR = clusterCIDR.Masked()
-	if ok, err := InSync(clusterCIDR); err != nil || ok {
-		return err
-	}
+// Remove deletes Weft's tables, and with them every rule of Weft's, and
+// returns what it removed; no table is not an error.
+func Remove() ([]string, error) {
 	c, err := nftables.New()
 	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	t := table()
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
-	nat, fwd := chains(t)
-	c.AddChain(nat)
-	c.AddChain(fwd)
-	for _, r := range rules(t, nat, fwd, clusterCIDR) {
-		c.AddRule(r)
+	var removed []string
+	var errs []error
+	for _, t := range []*nftables.Table{inetTable(), bridgeTable()} {
+		if have, err := findTable(c, t.Family); err != nil || have == nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.DelTable(t)
+		if err := c.Flush(); err != nil {
+			if !errors.Is(err, unix.ENOENT) { // else removed by someone else meanwhile
+				errs = append(errs, fmt.Errorf("delete %s: %w", describe(t), err))
+			}
+			continue
+		}
+		removed = append(removed, describe(t))
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("replace nftables table inet %s: %w", names.NFTable, err)
-	}
-	return nil
+	return removed, errors.Join(errs...)
 }
 
-// InSync reports whether Weft's table holds exactly the chains and rules
-// for clusterCIDR.
-func InSync(clusterCIDR netip.Prefix) (bool, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return false, fmt.Errorf("nftables: %w", err)
-	}
-	t, err := find(c)
-	if err != nil || t == nil {
-		return false, err
-	}
-	listed, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return false, fmt.Errorf("list nftables chains: %w", err)
-	}
-	byName := map[string]*nftables.Chain{}
-	n := 0
-	for _, ch := range listed {
-		if ch.Table.Name == t.Name {
-			byName[ch.Name] = ch
-			n++
-		}
-	}
-	nat, fwd := byName[chainNAT], byName[chainForward]
-	wantNAT, wantFwd := chains(t)
-	if n != 2 || nat == nil || fwd == nil || !sameChain(nat, wantNAT) || !sameChain(fwd, wantFwd) {
-		return false, nil
-	}
-	var have []*nftables.Rule
-	for _, ch := range []*nftables.Chain{nat, fwd} {
-		rs, err := c.GetRules(t, ch)
-		if err != nil {
-			return false, fmt.Errorf("list rules of inet %s %s: %w", names.NFTable, ch.Name, err)
-		}
-		have = append(have, rs...)
-	}
-	want := rules(t, nat, fwd, clusterCIDR.Masked())
-	if len(have) != len(want) {
-		return false, nil
-	}
-	for i := range want {
-		if !bytes.Equal(have[i].UserData, want[i].UserData) || have[i].Chain.Name != want[i].Chain.Name {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
-// Remove deletes Weft's table; no table is not an error.
-func Remove() error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	if t, err := find(c); err != nil || t == nil {
-		return err
-	}
-	c.DelTable(table())
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("delete nftables table inet %s: %w", names.NFTable, err)
-	}
-	return nil
-}
-
-// find returns Weft's table, nil when there is none.
-func find(c *nftables.Conn) (*nftables.Table, error) {
-	ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+// findTable returns Weft's table of family f, nil when there is none.
+func findTable(c *nftables.Conn, f nftables.TableFamily) (*nftables.Table, error) {
+	ts, err := c.ListTablesOfFamily(f)
 	if err != nil {
 		return nil, fmt.Errorf("list nftables tables: %w", err)
 	}
@@ -218,4 +234,12 @@ func find(c *nftables.Conn) (*nftables.Table, error) {
 		}
 	}
 	return nil, nil
+}
+
+func describe(t *nftables.Table) string {
+	fam := "inet"
+	if t.Family == nftables.TableFamilyBridge {
+		fam = "bridge"
+	}
+	return "nftables table " + fam + " " + t.Name
 }

@@ -10,15 +10,19 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/bridge"
-	"github.com/weftnet/weft/internal/datapath/dptest"
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/testnet"
 )
 
 var cidr = netip.MustParsePrefix("10.244.0.0/16")
 
+// inetRules is how many rules the inet table holds: masquerade, two
+// forward, and the VXLAN guard's jump and four rules.
+const inetRules = 8
+
 // tables lists the inet tables' names and Weft's rule count.
-func tables(t *testing.T, n *dptest.Node) (names_ []string, weftRules int) {
+func tables(t *testing.T, n *testnet.Node) (names_ []string, weftRules int) {
 	n.Do(t, func() error {
 		c, err := nftables.New()
 		if err != nil {
@@ -52,11 +56,11 @@ func tables(t *testing.T, n *dptest.Node) (names_ []string, weftRules int) {
 	return names_, weftRules
 }
 
-func TestWtaMasqueradeOnlyLeavingTheClusterCIDRAndReplaceAtomically(t *testing.T) {
+func TestMasqueradeOnlyLeavingTheClusterCIDRAndReplaceAtomically(t *testing.T) {
 	// Node a hosts a pod behind weft0 and forwards; node b is both a host
 	// outside the cluster CIDR (172.30.1.2) and a peer node with a pod
 	// subnet (10.244.2.1), routing a's pod subnet back via a.
-	topo := dptest.New(t, "wta", []string{"a", "b"})
+	topo := testnet.NewTopo(t, "wta", []string{"a", "b"})
 	a, b := topo.Nodes["a"], topo.Nodes["b"]
 	a.Do(t, func() error {
 		if _, err := bridge.Ensure(names.Bridge, netip.MustParsePrefix("10.244.1.1/24"), 1500); err != nil {
@@ -70,7 +74,7 @@ func TestWtaMasqueradeOnlyLeavingTheClusterCIDRAndReplaceAtomically(t *testing.T
 			Dst: &net.IPNet{IP: net.IP{10, 244, 2, 0}, Mask: net.CIDRMask(24, 32)}, Gw: net.IP(b.IP.AsSlice())}); err != nil {
 			return err
 		}
-		return dptest.WriteSysctl("net/ipv4/ip_forward", "1")
+		return testnet.WriteSysctl("net/ipv4/ip_forward", "1")
 	})
 	pod := topo.AddPod(t, a, "p1", netip.MustParsePrefix("10.244.1.2/24"), netip.MustParseAddr("10.244.1.1"), names.Bridge)
 	peerPod := netip.MustParseAddr("10.244.2.1")
@@ -97,7 +101,7 @@ func TestWtaMasqueradeOnlyLeavingTheClusterCIDRAndReplaceAtomically(t *testing.T
 
 	// Without Weft's table, nothing is masqueraded: the outside host sees
 	// the pod's own address (and could not answer it in a real network).
-	if seen, err := dptest.SeenAs(pod, pod.IP, b, b.IP, 25); err != nil || seen != pod.IP {
+	if seen, err := testnet.SeenAs(pod, pod.IP, b, b.IP, 25); err != nil || seen != pod.IP {
 		t.Fatalf("before the firewall: %v, seen as %s", err, seen)
 	}
 
@@ -132,16 +136,16 @@ func TestWtaMasqueradeOnlyLeavingTheClusterCIDRAndReplaceAtomically(t *testing.T
 		}
 		return nil
 	})
-	if ts, n := tables(t, a); n != 3 || len(ts) != 2 {
-		t.Fatalf("after Ensure twice: tables %v, %d Weft rules; want wtaother and weft with 3 rules", ts, n)
+	if ts, n := tables(t, a); n != inetRules || len(ts) != 2 {
+		t.Fatalf("after Ensure twice: tables %v, %d Weft rules; want wtaother and weft with %d rules", ts, n, inetRules)
 	}
 
 	// Real packets: to the outside, masqueraded to a's underlay address;
 	// to a pod on another node, the pod's own address.
-	if seen, err := dptest.SeenAs(pod, pod.IP, b, b.IP, 25); err != nil || seen != a.IP {
+	if seen, err := testnet.SeenAs(pod, pod.IP, b, b.IP, 25); err != nil || seen != a.IP {
 		t.Fatalf("pod → outside host: %v, seen as %s, want masqueraded to %s", err, seen, a.IP)
 	}
-	if err := dptest.Echo(pod, pod.IP, b, peerPod); err != nil {
+	if err := testnet.Echo(pod, pod.IP, b, peerPod); err != nil {
 		t.Fatalf("pod → pod on another node: %v", err)
 	}
 
@@ -159,12 +163,24 @@ func TestWtaMasqueradeOnlyLeavingTheClusterCIDRAndReplaceAtomically(t *testing.T
 		}
 		return nil
 	})
-	if _, n := tables(t, a); n != 3 {
-		t.Fatalf("after a CIDR change Weft has %d rules, want 3", n)
+	if _, n := tables(t, a); n != inetRules {
+		t.Fatalf("after a CIDR change Weft has %d rules, want %d", n, inetRules)
 	}
 
-	a.Do(t, firewall.Remove)
-	a.Do(t, firewall.Remove) // no table: not an error
+	a.Do(t, func() error {
+		removed, err := firewall.Remove()
+		if err == nil && len(removed) != 2 {
+			t.Errorf("Remove removed %v, want the inet and the bridge table", removed)
+		}
+		return err
+	})
+	a.Do(t, func() error { // no table: not an error, nothing removed
+		removed, err := firewall.Remove()
+		if len(removed) != 0 {
+			t.Errorf("second Remove removed %v", removed)
+		}
+		return err
+	})
 	if ts, n := tables(t, a); n != 0 || len(ts) != 1 || ts[0] != "wtaother" {
 		t.Fatalf("after Remove: tables %v, %d Weft rules; want only wtaother", ts, n)
 	}

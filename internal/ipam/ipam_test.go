@@ -20,7 +20,9 @@ func open(t *testing.T, subnet string) *Store {
 }
 
 func TestCheckSubnet(t *testing.T) {
-	for _, bad := range []string{"10.244.1.0/31", "10.244.1.0/32", "10.244.1.5/24", "fd00::/64"} {
+	for _, bad := range []string{"10.244.1.0/31", "10.244.1.0/32", "10.244.1.5/24", "fd00::/64",
+		"0.0.0.0/0", "128.0.0.0/1", "10.0.0.0/7", "127.0.0.0/8", "127.1.0.0/16", "0.0.0.0/24",
+		"169.254.0.0/16", "169.254.3.0/24", "224.0.0.0/24", "239.1.0.0/16", "240.0.0.0/24", "255.255.255.0/30"} {
 		if err := CheckSubnet(netip.MustParsePrefix(bad)); err == nil {
 			t.Errorf("CheckSubnet(%s) accepted", bad)
 		}
@@ -28,7 +30,7 @@ func TestCheckSubnet(t *testing.T) {
 	if err := CheckSubnet(netip.Prefix{}); err == nil {
 		t.Error("CheckSubnet(zero) accepted")
 	}
-	for _, good := range []string{"10.244.1.0/24", "10.0.0.0/30", "10.0.0.0/8"} {
+	for _, good := range []string{"10.244.1.0/24", "10.0.0.0/30", "10.0.0.0/8", "100.64.0.0/16", "192.168.5.0/24", "1.0.0.0/8"} {
 		if err := CheckSubnet(netip.MustParsePrefix(good)); err != nil {
 			t.Errorf("CheckSubnet(%s): %v", good, err)
 		}
@@ -113,7 +115,7 @@ func TestRetainReleasesExactlyTheInvalid(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	released, err := s.Retain(func(k Key) bool { return k.ContainerID != "c1" && k.ContainerID != "c4" })
+	released, err := s.Retain(func(l Lease) bool { return l.ContainerID != "c1" && l.ContainerID != "c4" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,16 +172,24 @@ func TestConcurrentAllocationsAreDistinct(t *testing.T) {
 	}
 }
 
-func TestCorruptStoreIsAnError(t *testing.T) {
+// A store that cannot recover refuses to write over a damaged lease file
+// (it might hand out an address a pod holds) and reads the spare.
+func TestDamagedStoreWithoutRecoveryIsNotWritten(t *testing.T) {
 	s := open(t, "10.9.5.0/24")
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{"c1", "c2"} {
+		if _, _, err := s.Allocate(id, "eth0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(s.dir, leasesFile), []byte("{nope"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Allocate("c1", "eth0"); err == nil {
-		t.Fatal("allocation from a corrupt store succeeded")
+	if _, _, err := s.Allocate("c3", "eth0"); err == nil {
+		t.Fatal("allocation from a damaged store without recovery succeeded")
+	}
+	leases, err := s.Leases()
+	if err != nil || len(leases) != 1 || leases[0].ContainerID != "c1" {
+		t.Fatalf("reading a damaged store: %v %v, want the spare's lease of c1", leases, err)
 	}
 }
 
@@ -208,7 +218,7 @@ func TestReleaseOnAnEmptyNodeCreatesNothing(t *testing.T) {
 	if released, err := s.Release("c1", "eth0"); err != nil || released {
 		t.Fatalf("release: %v %v", released, err)
 	}
-	if _, err := s.Retain(func(Key) bool { return false }); err != nil {
+	if _, err := s.Retain(func(Lease) bool { return false }); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.Allocate("c1", "eth0"); err == nil {

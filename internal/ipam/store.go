@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,6 +17,9 @@ const (
 	leasesFile = "leases.json"
 	spareFile  = ".leases.json.spare"
 	lockFile   = "lock"
+	// badFile keeps the last lease file that could not be read, for
+	// whoever wants to see what a crash left.
+	badFile = "leases.json.unreadable"
 )
 
 // Dir is where the store of the CNI network named network lives under a
@@ -29,6 +33,8 @@ func Dir(dataDir, network string) string {
 type Store struct {
 	dir    string
 	subnet netip.Prefix
+	rec    Recovery
+	now    func() time.Time
 }
 
 // state is the lease file's content.
@@ -46,13 +52,13 @@ func Open(dir string, subnet netip.Prefix) (*Store, error) {
 	if err := CheckSubnet(subnet); err != nil {
 		return nil, err
 	}
-	return &Store{dir: dir, subnet: subnet}, nil
+	return &Store{dir: dir, subnet: subnet, now: time.Now}, nil
 }
 
 // OpenForRelease returns the store kept in dir for releasing and reading
 // leases only: DEL and GC must work before the node's subnet is known and
 // after it changed.
-func OpenForRelease(dir string) *Store { return &Store{dir: dir} }
+func OpenForRelease(dir string) *Store { return &Store{dir: dir, now: time.Now} }
 
 var errNoSubnet = errors.New("ipam store opened for release only cannot allocate")
 
@@ -65,22 +71,30 @@ func (s *Store) Allocate(id, ifname string) (l Lease, existed bool, err error) {
 		return l, false, errNoSubnet
 	}
 	err = s.update(func(st *state) (bool, error) {
-		for _, old := range st.Leases {
-			if old.ContainerID == id && old.IfName == ifname && s.subnet.Contains(old.Addr) {
+		for i, old := range st.Leases {
+			if s.owns(old, id, ifname) && s.subnet.Contains(old.Addr) {
+				if old.Veth == "" {
+					l, existed = old, true
+					return false, nil
+				}
+				// A lease recovered from the attachment's veth alone
+				// gets its owner back.
+				old.ContainerID, old.IfName, old.Veth = id, ifname, ""
+				st.Leases[i] = old
 				l, existed = old, true
-				return false, nil
+				return true, nil
 			}
 		}
 		// A lease of this attachment outside the subnet is from a subnet
 		// the node no longer has: it can never be used again.
 		st.Leases = slices.DeleteFunc(st.Leases, func(old Lease) bool {
-			return old.ContainerID == id && old.IfName == ifname
+			return s.owns(old, id, ifname)
 		})
 		a, ok := s.free(st)
 		if !ok {
 			return false, fmt.Errorf("subnet %s: %w (%d leases)", s.subnet, ErrFull, len(st.Leases))
 		}
-		l = Lease{Addr: a, ContainerID: id, IfName: ifname}
+		l = Lease{Addr: a, ContainerID: id, IfName: ifname, Since: s.now().UTC().Truncate(time.Second)}
 		st.Leases = append(st.Leases, l)
 		st.Last = a
 		return true, nil
@@ -120,7 +134,7 @@ func (s *Store) Release(id, ifname string) (released bool, err error) {
 	err = s.update(func(st *state) (bool, error) {
 		n := len(st.Leases)
 		st.Leases = slices.DeleteFunc(st.Leases, func(l Lease) bool {
-			return l.ContainerID == id && l.IfName == ifname
+			return s.owns(l, id, ifname)
 		})
 		released = len(st.Leases) != n
 		return released, nil
@@ -128,15 +142,16 @@ func (s *Store) Release(id, ifname string) (released bool, err error) {
 	return released, err
 }
 
-// Retain keeps only the leases whose attachment valid accepts and returns
-// the ones it released (GC).
-func (s *Store) Retain(valid func(Key) bool) (released []Lease, err error) {
+// Retain keeps only the leases valid accepts and returns the ones it
+// released (GC). A lease recovered from a veth alone has an empty Key and
+// its Veth set: valid decides by the veth's name.
+func (s *Store) Retain(valid func(Lease) bool) (released []Lease, err error) {
 	if !s.exists() {
 		return nil, nil
 	}
 	err = s.update(func(st *state) (bool, error) {
 		st.Leases = slices.DeleteFunc(st.Leases, func(l Lease) bool {
-			if valid(l.Key()) {
+			if valid(l) {
 				return false
 			}
 			released = append(released, l)
@@ -154,7 +169,7 @@ func (s *Store) Get(id, ifname string) (Lease, bool, error) {
 		return Lease{}, false, err
 	}
 	for _, l := range st.Leases {
-		if l.ContainerID == id && l.IfName == ifname {
+		if s.owns(l, id, ifname) {
 			return l, true, nil
 		}
 	}
@@ -182,10 +197,15 @@ func (s *Store) Ready() error {
 }
 
 // exists reports whether anything was ever leased here, so that releasing
-// on a node that never allocated creates no files.
+// on a node that never allocated creates no files. A spare without a
+// lease file is a store a crash damaged, not an empty one.
 func (s *Store) exists() bool {
-	_, err := os.Stat(filepath.Join(s.dir, leasesFile))
-	return err == nil
+	for _, name := range []string{leasesFile, spareFile} {
+		if _, err := os.Stat(filepath.Join(s.dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // update runs change on the current state under the lock and writes the
@@ -196,12 +216,17 @@ func (s *Store) update(change func(*state) (bool, error)) error {
 		return err
 	}
 	defer unlock()
-	st, err := s.read()
+	st, damaged, err := s.read()
 	if err != nil {
 		return err
 	}
+	if damaged {
+		if st, err = s.recover(st); err != nil {
+			return err
+		}
+	}
 	changed, err := change(&st)
-	if err != nil || !changed {
+	if err != nil || !(changed || damaged) {
 		return err
 	}
 	return s.write(st)
@@ -218,8 +243,28 @@ func (s *Store) readLocked() (state, error) {
 	if err != nil {
 		return state{}, err
 	}
+	st, damaged, err := s.read()
+	unlock()
+	if err != nil || !damaged {
+		return st, err
+	}
+	if s.rec.InUse == nil {
+		// A reader that cannot recover (doctor) sees the last good copy
+		// and changes nothing.
+		return st, nil
+	}
+	// Recovery writes: it needs the exclusive lock, and then reads again
+	// in case another process recovered first.
+	if err := s.update(func(*state) (bool, error) { return false, nil }); err != nil {
+		return state{}, err
+	}
+	unlock, err = s.lock(unix.LOCK_SH)
+	if err != nil {
+		return state{}, err
+	}
 	defer unlock()
-	return s.read()
+	st, _, err = s.read()
+	return st, err
 }
 
 func (s *Store) lock(how int) (func(), error) {
@@ -245,18 +290,55 @@ func (s *Store) lock(how int) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-func (s *Store) read() (state, error) {
-	var st state
-	path := filepath.Join(s.dir, leasesFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return st, nil
+// read returns the lease file's content. damaged reports a lease file
+// that is missing beside its spare, empty, or not valid JSON (what a
+// crash can leave): st is then the spare's content, the last good version
+// but one, or nothing when the spare is unreadable too, and the caller
+// must recover before trusting it.
+func (s *Store) read() (st state, damaged bool, err error) {
+	st, err = readState(filepath.Join(s.dir, leasesFile))
+	if err == nil {
+		return st, false, nil
 	}
+	var bad *damagedError
+	switch {
+	case errors.Is(err, os.ErrNotExist) && !s.exists():
+		return state{}, false, nil
+	case errors.As(err, &bad), errors.Is(err, os.ErrNotExist):
+	default:
+		return st, false, fmt.Errorf("ipam store: %w", err)
+	}
+	spare, err := readState(filepath.Join(s.dir, spareFile))
 	if err != nil {
-		return st, fmt.Errorf("ipam store: %w", err)
+		spare = state{}
+	}
+	return spare, true, nil
+}
+
+// damagedError is a lease file that exists but does not parse.
+type damagedError struct {
+	path string
+	err  error
+}
+
+func (e *damagedError) Error() string { return fmt.Sprintf("%s is damaged: %v", e.path, e.err) }
+
+func readState(path string) (state, error) {
+	var st state
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return st, err
+	}
+	if len(b) == 0 {
+		return st, &damagedError{path, errors.New("empty")}
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("ipam store: %s is corrupt: %w", path, err)
+		return st, &damagedError{path, err}
+	}
+	for _, l := range st.Leases {
+		if !l.Addr.Is4() {
+			return st, &damagedError{path, fmt.Errorf("lease %+v has no IPv4 address", l)}
+		}
 	}
 	return st, nil
 }
@@ -277,13 +359,42 @@ func overwrite(path string, data []byte) error {
 		f.Close()
 		return err
 	}
+	// The content must be on disk before the swap makes it the lease
+	// file: otherwise a power loss can leave an empty or torn lease file
+	// behind a completed rename.
+	// fdatasync is enough (the size is part of what it flushes) and
+	// spares the journal commit an fsync of the times would cost.
+	if err := fsync(f, true); err != nil {
+		f.Close()
+		return err
+	}
 	return f.Close()
 }
 
+// fsync syncs f, only its data and size when dataOnly. It is a variable
+// so that a test can see that every write is synced.
+var fsync = func(f *os.File, dataOnly bool) error {
+	if dataOnly {
+		return unix.Fdatasync(int(f.Fd()))
+	}
+	return f.Sync()
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return fsync(d, false)
+}
+
 // write replaces the lease file with st. The new content goes into the
-// spare file, which then trades places with the lease file in one
-// renameat2(RENAME_EXCHANGE): readers see the old or the new file, never
-// half of one, and the old one becomes the next spare. Swapping two files
+// spare file, is synced, and then trades places with the lease file in
+// one renameat2(RENAME_EXCHANGE): readers see the old or the new file,
+// never half of one, and the old one becomes the spare, the copy that
+// recovery starts from if the lease file is ever found damaged. Swapping two files
 // instead of creating a temporary one per write matters: on ext4 every
 // new inode costs a search past the recently deleted ones, which made
 // the write the most expensive part of an ADD. The lock makes the fixed
@@ -306,6 +417,11 @@ func (s *Store) write(st state) error {
 	}
 	if err != nil {
 		return fmt.Errorf("ipam store: replace %s: %w", path, err)
+	}
+	// Once the swap is on disk, an ADD may report its address: a crash
+	// after this cannot take the lease back.
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("ipam store: sync %s: %w", s.dir, err)
 	}
 	return nil
 }

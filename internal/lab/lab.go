@@ -24,6 +24,7 @@ import (
 
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/store/etcdstore"
 )
 
 // Config is what `weft lab up` asks for.
@@ -37,6 +38,9 @@ type Config struct {
 	SubnetLen   int
 	LeaseTTL    time.Duration
 	Datastore   string
+	// Kubelet runs a real containerd and kubelet on every node instead
+	// of the lab's own agents and pods (the datastore is then Kubernetes).
+	Kubelet bool
 	// WeftBin and CNIBin are the binaries the lab runs: `weft` for the
 	// agents, weft-cni as the CNI plugin. LabBin is weft-lab, which runs
 	// the lab's datastore; empty means weft-lab beside WeftBin.
@@ -54,7 +58,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Name: "weft", Nodes: 3, PodsPerNode: 2, Backend: cluster.BackendAuto, Segments: 1,
-		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24, LeaseTTL: 60 * time.Second,
+		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24, LeaseTTL: etcdstore.DefaultTTL,
 		Datastore: "etcd", ReadyTimeout: 60 * time.Second,
 	}
 }
@@ -80,6 +84,9 @@ func (c *Config) validate() error {
 	}
 	if c.LeaseTTL <= 0 {
 		return fmt.Errorf("--lease-ttl %s: want a positive duration", c.LeaseTTL)
+	}
+	if c.Kubelet {
+		c.Datastore = "kubernetes"
 	}
 	if c.LabBin == "" {
 		c.LabBin = filepath.Join(filepath.Dir(c.WeftBin), "weft-lab")
@@ -177,6 +184,9 @@ func Up(ctx context.Context, cfg Config) (l *Lab, err error) {
 	}()
 	if err := l.buildBase(ctx); err != nil {
 		return l, err
+	}
+	if cfg.Kubelet {
+		return l, l.upKubelet(ctx, cfg)
 	}
 	s := l.State
 	var nodes []string
@@ -420,7 +430,8 @@ func Down(name string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
-	var errs []error
+	// Kubelet nodes first: each takes its containers down with it.
+	errs := []error{stopKubeletNodes(name)}
 	// Pods first, through CNI, so that the plugin releases their
 	// addresses as a runtime would; the namespaces go anyway below.
 	if l, err := Open(name, nil); err == nil {
@@ -455,6 +466,7 @@ func Down(name string) error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, cleanupKubeletNodes(name))
 	if err := os.RemoveAll(Dir(name)); err != nil {
 		errs = append(errs, err)
 	}

@@ -17,36 +17,24 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/cluster"
+	"github.com/weftnet/weft/internal/fakepeers"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/store/etcdstore"
 )
 
-// The fake peers' addresses. Their underlay addresses are in 198.18.0.0/15
-// (RFC 2544's benchmarking range): no lab namespace has a route there, so
-// nothing the agent programs for them can send a packet anywhere. Their
-// subnets sit in the upper half of the benchmark's cluster CIDR, away from
-// the leases real nodes get.
+// The fake peers (package fakepeers) live in the upper half of the
+// benchmark's cluster CIDR, away from the leases real nodes get.
 var (
-	scaleCIDR    = netip.MustParsePrefix("10.0.0.0/12")
-	fakeUnderlay = netip.MustParsePrefix("198.18.0.0/15")
-	fakeSubnets  = netip.MustParsePrefix("10.8.0.0/13")
+	scaleCIDR    = fakepeers.ClusterCIDR
+	fakeUnderlay = fakepeers.Underlay
+	fakeSubnets  = fakepeers.Subnets
 )
 
-func fakePeer(i int) cluster.Node {
-	return cluster.Node{
-		Name:       fmt.Sprintf("peer%04d", i),
-		UnderlayIP: netip.AddrFrom4([4]byte{198, 18, byte(i / 250), byte(i%250 + 1)}),
-		Subnet:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 8 + byte(i>>8), byte(i), 0}), 24),
-		VTEPMAC:    fmt.Sprintf("0e:76:c6:12:%02x:%02x", i>>8, i&0xff),
-		Backend:    cluster.BackendVXLAN,
-		Version:    "bench",
-	}
-}
-
-// The etcd key layout of internal/store/etcdstore.
-func nodeKey(n string) string         { return "/weft/nodes/" + n }
-func subnetKey(p netip.Prefix) string { return fmt.Sprintf("/weft/subnets/%s-%d", p.Addr(), p.Bits()) }
+// The lab's agents keep their records under etcdstore's default prefix.
+func nodeKey(n string) string         { return etcdstore.NodeKey(etcdstore.DefaultPrefix, n) }
+func subnetKey(p netip.Prefix) string { return etcdstore.SubnetKey(etcdstore.DefaultPrefix, p) }
 
 // writePeers puts the fake peers' records and subnet keys, 64 to a
 // transaction (etcd's default limit is 128 operations).
@@ -61,7 +49,7 @@ func writePeers(ctx context.Context, cli *clientv3.Client, n int) error {
 		return err
 	}
 	for i := 0; i < n; i++ {
-		p := fakePeer(i)
+		p := fakepeers.Node(i)
 		b, err := json.Marshal(p)
 		if err != nil {
 			return err
@@ -82,7 +70,7 @@ func writePeers(ctx context.Context, cli *clientv3.Client, n int) error {
 func deletePeers(ctx context.Context, cli *clientv3.Client, n int) error {
 	var ops []clientv3.Op
 	for i := 0; i < n; i++ {
-		p := fakePeer(i)
+		p := fakepeers.Node(i)
 		ops = append(ops, clientv3.OpDelete(nodeKey(p.Name)), clientv3.OpDelete(subnetKey(p.Subnet)))
 		if len(ops) >= 64 || i == n-1 {
 			if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
@@ -189,7 +177,7 @@ func rssKB(pid int) (int, error) {
 func Scale(ctx context.Context, o Options, peers int) error {
 	cfg := o.labConfig(cluster.BackendVXLAN, 1, 0)
 	cfg.ClusterCIDR = scaleCIDR
-	if peers < 1 || peers > 2048 {
+	if peers < 1 || peers > fakepeers.Max {
 		return fmt.Errorf("peers %d: want 1 to 2048 (the fake peers' subnet range holds 2048 /24s)", peers)
 	}
 	return withLab(ctx, cfg, func(l *lab.Lab) error {

@@ -1,8 +1,7 @@
 // Package labtest is what Weft's end-to-end tests share: a lab config
 // with a unique name and the real binaries; a lab that is removed when its
 // test ends, checked to leave no namespace, directory or process behind
-// and the host's own namespace as it found it; polling a condition with a
-// deadline; the usual looks into a running lab's nodes and pods; and a
+// and the host's own namespace as it found it; the usual looks into a running lab's nodes and pods; and a
 // datastore outage that the datapath must ride out. Only tests import
 // it: it starts nothing a test did not ask for.
 package labtest
@@ -14,16 +13,17 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testnet"
 )
 
 // Config is the default lab config with a unique name (prefix and six
 // random digits, so that two runs never collide) and the real binaries.
 func Config(t testing.TB, prefix string) lab.Config {
 	t.Helper()
+	testnet.RequireRoot(t, "runs a lab of network namespaces")
 	weft, err := testbin.Path("weft")
 	if err != nil {
 		t.Fatal(err)
@@ -93,21 +93,4 @@ func Tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// Eventually polls cond until it returns nil, and fails the test with
-// cond's last error once timeout has passed.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

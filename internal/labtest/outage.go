@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/testnet"
 )
 
 // DatastoreOutage stops the lab's datastore for as long as two pod-to-pod
@@ -18,9 +19,9 @@ import (
 // datastore is started again however the test ends.
 func DatastoreOutage(t testing.TB, l *lab.Lab) (back time.Time) {
 	t.Helper()
-	before := map[string]string{}
+	before := map[string]lab.KernelState{}
 	for _, n := range l.Nodes {
-		before[n.Name] = Kernel(t, l, n.Name).String()
+		before[n.Name] = Kernel(t, l, n.Name)
 	}
 	if err := l.StopDatastore(); err != nil {
 		t.Fatal(err)
@@ -52,8 +53,8 @@ func DatastoreOutage(t testing.TB, l *lab.Lab) (back time.Time) {
 		if ok, err := l.AgentAlive(n.Name); !ok {
 			t.Errorf("agent of %s did not survive the datastore outage: %v", n.Name, err)
 		}
-		if after := Kernel(t, l, n.Name).String(); after != before[n.Name] {
-			t.Errorf("node %s's kernel state changed during the datastore outage:\nbefore\n%s\nafter\n%s", n.Name, before[n.Name], after)
+		if d := before[n.Name].Diff(Kernel(t, l, n.Name)); d != "" {
+			t.Errorf("node %s's kernel state changed during the datastore outage (- before, + after):\n%s", n.Name, d)
 		}
 	}
 	start := time.Now()
@@ -64,7 +65,7 @@ func DatastoreOutage(t testing.TB, l *lab.Lab) (back time.Time) {
 	back = time.Now()
 	t.Logf("datastore back in %s", back.Sub(start).Round(time.Millisecond))
 	for _, n := range l.Nodes {
-		Eventually(t, 30*time.Second, "agent of "+n.Name+" ready after the datastore returned", func() error {
+		testnet.Eventually(t, 30*time.Second, "agent of "+n.Name+" ready after the datastore returned", func() error {
 			ok, err := l.AgentReady(context.Background(), n.Name)
 			if err == nil && !ok {
 				err = fmt.Errorf("/readyz is not 200")

@@ -26,6 +26,7 @@ type Metrics struct {
 	reconcileErrors  prometheus.Counter
 	datapathEntries  *prometheus.GaugeVec
 	datapathChanges  *prometheus.CounterVec
+	refusedRecords   *prometheus.GaugeVec
 	ipamUsed         prometheus.Gauge
 	ipamFree         prometheus.Gauge
 	cniRequests      *prometheus.CounterVec
@@ -35,6 +36,7 @@ type Metrics struct {
 	probeRTT         *prometheus.GaugeVec
 	cniEventsInvalid prometheus.Counter
 	datastoreUp      prometheus.Gauge
+	firewallDrops    *firewallDrops
 }
 
 // CNI verbs and results as label values.
@@ -73,6 +75,10 @@ func New() *Metrics {
 			Name: "weft_datapath_changes_total",
 			Help: "Kernel entries added or removed by reconciles, by kind and operation (add, delete).",
 		}, []string{"kind", "op"}),
+		refusedRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_peer_records_refused",
+			Help: "Peer records the datapath refused to program, by reason (see `weft peers` for which and why).",
+		}, []string{"reason"}),
 		ipamUsed: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_ipam_addresses_used",
 			Help: "Pod addresses allocated on this node.",
@@ -111,6 +117,7 @@ func New() *Metrics {
 			Help: "1 when the agent's last exchange with the datastore worked, 0 when it failed.",
 		}),
 	}
+	m.firewallDrops = newFirewallDrops()
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "weft_build_info",
 		Help: "Always 1; the version label is the agent's version.",
@@ -118,9 +125,9 @@ func New() *Metrics {
 	build.WithLabelValues(version.Version).Set(1)
 
 	m.reg.MustRegister(
-		m.peers, m.peersDown, m.reconcile, m.reconcileErrors, m.datapathEntries, m.datapathChanges,
+		m.peers, m.peersDown, m.reconcile, m.reconcileErrors, m.datapathEntries, m.datapathChanges, m.refusedRecords,
 		m.ipamUsed, m.ipamFree, m.cniRequests, m.cniDuration, m.leaseRenewals, m.datastoreErrors,
-		m.probeRTT, m.cniEventsInvalid, m.datastoreUp, build,
+		m.probeRTT, m.cniEventsInvalid, m.datastoreUp, m.firewallDrops, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -187,6 +194,15 @@ func (m *Metrics) SetDatapathEntries(kind string, n int) {
 func (m *Metrics) DatapathChanged(kind, op string, n int) {
 	if n > 0 {
 		m.datapathChanges.WithLabelValues(kind, op).Add(float64(n))
+	}
+}
+
+// SetRefusedRecords sets how many peer records are refused for each
+// reason; reasons missing from byReason are set to 0, so that every
+// reason the agent knows exists from the first reconcile.
+func (m *Metrics) SetRefusedRecords(reasons []string, byReason map[string]int) {
+	for _, r := range reasons {
+		m.refusedRecords.WithLabelValues(r).Set(float64(byReason[r]))
 	}
 }
 

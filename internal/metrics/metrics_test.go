@@ -112,6 +112,7 @@ func TestAgentMetricsAreExposed(t *testing.T) {
 	m.LeaseRenewed(errors.New("etcd: timeout"))
 	m.DatastoreError("watch")
 	m.SetDatastoreUp(true)
+	m.SetFirewallDrops(map[string]uint64{"spoofed-source": 7})
 
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
@@ -129,7 +130,8 @@ func TestAgentMetricsAreExposed(t *testing.T) {
 		`weft_datapath_entries{kind="route"} 3`, `weft_datapath_changes_total{kind="fdb",op="add"} 2`,
 		`weft_ipam_addresses_used 4`, `weft_ipam_addresses_free 249`,
 		`weft_lease_renewals_total{result="success"} 1`, `weft_lease_renewals_total{result="error"} 1`,
-		`weft_datastore_errors_total{op="watch"} 1`, `weft_datastore_up 1`, `weft_build_info{version=`, `go_goroutines`,
+		`weft_datastore_errors_total{op="watch"} 1`,
+		`weft_firewall_dropped_packets_total{reason="spoofed-source"} 7`, `weft_firewall_dropped_packets_total{reason="vxlan-not-a-peer"} 0`, `weft_datastore_up 1`, `weft_build_info{version=`, `go_goroutines`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("scrape lacks %q", want)

@@ -2,7 +2,6 @@ package preflight
 
 import (
 	"net/netip"
-	"slices"
 	"testing"
 )
 
@@ -25,17 +24,7 @@ func TestParseProcNetAddress(t *testing.T) {
 	}
 }
 
-func TestPortRanges(t *testing.T) {
-	c := complement(ranges{{30000, 30100}, {80, 80}, {0, 10}})
-	if want := (ranges{{11, 79}, {81, 29999}, {30101, 65535}}); !slices.Equal(c, want) {
-		t.Errorf("complement = %v, want %v", c, want)
-	}
-	if got := complement(ranges{{0, 65535}}); len(got) != 0 || got == nil {
-		t.Errorf("complement of everything = %#v, want empty and not nil (nil means any port)", got)
-	}
-	if got := intersect(ranges{{30000, 32767}}, ranges{{100, 30010}, {32000, 40000}}); !slices.Equal(got, ranges{{30000, 30010}, {32000, 32767}}) {
-		t.Errorf("intersect = %v", got)
-	}
+func TestPortList(t *testing.T) {
 	if got := portList([]uint16{22, 30000, 30001, 30002, 31000}); got != "22,30000-30002,31000" {
 		t.Errorf("portList = %q", got)
 	}

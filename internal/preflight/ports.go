@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/nfeval"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,7 +84,7 @@ func portChecks(o Options) []Check {
 	}
 	own := owners(inodes)
 	vxlans := vxlanDevices()
-	fw, fwErr := loadRuleset()
+	fw, fwErr := nfeval.Load()
 
 	var checks []Check
 	if sockErr != nil {
@@ -137,7 +138,7 @@ func portName(spec portSpec, proto string) string {
 	return fmt.Sprintf("ports %d-%d/%s (%s)", spec.lo, spec.hi, proto, spec.what)
 }
 
-func portCheck(spec portSpec, proto string, socks []socket, holder func(socket) string, fw *ruleset) Check {
+func portCheck(spec portSpec, proto string, socks []socket, holder func(socket) string, fw *nfeval.Ruleset) Check {
 	c := Check{Name: portName(spec, proto), Result: Pass}
 	var details, fixes []string
 
@@ -221,19 +222,19 @@ func isExpected(spec portSpec, holder string) bool {
 
 // firewallFinding evaluates every port of spec and groups the ports by
 // what drops them.
-func firewallFinding(spec portSpec, proto string, fw *ruleset) (Result, string, string) {
+func firewallFinding(spec portSpec, proto string, fw *nfeval.Ruleset) (Result, string, string) {
 	hard := map[string][]uint16{}
 	soft := map[string][]uint16{}
 	for p := int(spec.lo); p <= int(spec.hi); p++ {
-		for _, o := range fw.verdict(protoNum(proto), uint16(p)) {
+		for _, o := range fw.Verdict(protoNum(proto), uint16(p)) {
 			switch {
-			case o.dropped && len(o.condAccept) == 0:
-				hard[o.by] = append(hard[o.by], uint16(p))
-			case o.dropped:
-				key := fmt.Sprintf("%s, except what %s accepts", o.by, strings.Join(o.condAccept, " and "))
+			case o.Dropped && len(o.CondAccept) == 0:
+				hard[o.By] = append(hard[o.By], uint16(p))
+			case o.Dropped:
+				key := fmt.Sprintf("%s, except what %s accepts", o.By, strings.Join(o.CondAccept, " and "))
 				soft[key] = append(soft[key], uint16(p))
 			default:
-				for _, d := range o.condDrop {
+				for _, d := range o.CondDrop {
 					soft[d] = append(soft[d], uint16(p))
 				}
 			}

@@ -3,9 +3,10 @@
 // or dropped by a local nftables/iptables rule), the kernel features Weft
 // needs, forwarding and br_netfilter settings, CNI configs that would win
 // over Weft's, a cluster CIDR that collides with the node's own routes, and
-// an underlay MTU too small for VXLAN. It only reads: the one thing it
-// creates is a throwaway network namespace to try the kernel features in,
-// which disappears with it.
+// an underlay MTU too small for VXLAN. What a firewall rule does to a port
+// is worked out by package nfeval; preflight asks and explains. It only
+// reads: the one thing it creates is a throwaway network namespace to try
+// the kernel features in, which disappears with it.
 package preflight
 
 import (

@@ -2,7 +2,6 @@ package preflight
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -16,25 +15,16 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
 	"github.com/vishvananda/netlink"
-	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/testnet"
 	"golang.org/x/sys/unix"
 )
 
 // node is a namespace of the test's own standing in for a node.
-type node struct {
-	name string
-	ns.NetNS
-}
+type node struct{ *testnet.NS }
 
 func newNode(t *testing.T) node {
 	t.Helper()
-	name := fmt.Sprintf("wto%06x", rand.IntN(1<<24))
-	n, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); netns.Delete(name) })
-	return node{name, n}
+	return node{testnet.NewNS(t, "pf")}
 }
 
 func (n node) do(t *testing.T, f func() error) {
@@ -259,7 +249,7 @@ func TestDropPolicyAndRealIptables(t *testing.T) {
 		return c.Flush()
 	})
 	// And a rule made by iptables itself (iptables-nft), in the node only.
-	cmd := exec.Command("nsenter", "--net="+netns.Path(n.name), "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9753", "-j", "ACCEPT")
+	cmd := exec.Command("nsenter", "--net="+n.Path(), "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9753", "-j", "ACCEPT")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("iptables: %v: %s", err, out)
 	}
@@ -284,7 +274,7 @@ func TestDropPolicyAndRealIptables(t *testing.T) {
 		c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "wtofw"})
 		return c.Flush()
 	})
-	cmd = exec.Command("nsenter", "--net="+netns.Path(n.name), "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9754", "-j", "REJECT")
+	cmd = exec.Command("nsenter", "--net="+n.Path(), "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9754", "-j", "REJECT")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("iptables: %v: %s", err, out)
 	}

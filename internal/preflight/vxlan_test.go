@@ -2,7 +2,6 @@ package preflight
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -10,20 +9,13 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/netns"
 )
 
 // vxlanNode is a namespace of this file's own, with VXLAN devices named
 // devs (VNI 100+i), all on Weft's VXLAN port and up.
 func vxlanNode(t *testing.T, devs ...string) node {
 	t.Helper()
-	name := fmt.Sprintf("wtg%06x", rand.IntN(1<<24))
-	h, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close(); netns.Delete(name) })
-	n := node{name, h}
+	n := newNode(t)
 	n.do(t, func() error {
 		for i, d := range devs {
 			vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: d}, VxlanId: 100 + i, Port: int(names.VXLANPort)}
@@ -46,7 +38,7 @@ func vxlanPortCheck(t *testing.T, n node) Check {
 
 // On a node where the agent already runs, the kernel socket of Weft's own
 // VXLAN device holds the port: that is Weft, not a conflict.
-func TestWtgVXLANPortHeldByWeftsDevicePasses(t *testing.T) {
+func TestVXLANPortHeldByWeftsDevicePasses(t *testing.T) {
 	n := vxlanNode(t, names.VXLANDevice)
 	c := vxlanPortCheck(t, n)
 	if c.Result != Pass || !strings.Contains(c.Detail, "Weft's VXLAN device "+names.VXLANDevice) || strings.Contains(c.Detail, "cannot see") {
@@ -57,7 +49,7 @@ func TestWtgVXLANPortHeldByWeftsDevicePasses(t *testing.T) {
 
 // Another VXLAN device on the port is someone else's overlay (flannel's
 // flannel.1 uses 8472, but others take 4789): a conflict, and named.
-func TestWtgVXLANPortHeldByAnotherDeviceFails(t *testing.T) {
+func TestVXLANPortHeldByAnotherDeviceFails(t *testing.T) {
 	for _, devs := range [][]string{{"wtgvx"}, {names.VXLANDevice, "wtgvx"}} {
 		n := vxlanNode(t, devs...)
 		c := vxlanPortCheck(t, n)
@@ -71,7 +63,7 @@ func TestWtgVXLANPortHeldByAnotherDeviceFails(t *testing.T) {
 
 // A process on the port still fails, also with a Weft-named VXLAN device
 // that is down (a down device has no socket).
-func TestWtgVXLANPortHeldByAProcessFails(t *testing.T) {
+func TestVXLANPortHeldByAProcessFails(t *testing.T) {
 	n := vxlanNode(t)
 	n.do(t, func() error {
 		vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: names.VXLANDevice}, VxlanId: 100, Port: int(names.VXLANPort)}

@@ -2,8 +2,6 @@ package probe
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"testing"
@@ -11,7 +9,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/weftnet/weft/internal/netns"
+
+	"github.com/weftnet/weft/internal/testnet"
 )
 
 // pair makes two namespaces joined by a veth, a at 10.211.0.1/24 and b at
@@ -19,25 +18,10 @@ import (
 // end of the test.
 func pair(t *testing.T) (a, b ns.NetNS, bLink string) {
 	t.Helper()
-	tag := fmt.Sprintf("wto%06x", rand.IntN(1<<24))
-	mk := func(name string) ns.NetNS {
-		n, err := netns.Create(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close(); netns.Delete(name) })
-		return n
-	}
-	a, b = mk(tag+"a"), mk(tag+"b")
-	aLink, bLink := tag+"a", tag+"b"
-	err := a.Do(func(ns.NetNS) error {
-		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: aLink}, PeerName: bLink, PeerNamespace: netlink.NsFd(int(b.Fd()))}
-		if err := netlink.LinkAdd(v); err != nil {
-			return err
-		}
-		return addrUp(aLink, "10.211.0.1/24")
-	})
-	if err != nil {
+	a, b = testnet.NewNS(t, "probe"), testnet.NewNS(t, "probe")
+	bLink = "pb"
+	testnet.Veth(t, a, "pa", b, bLink)
+	if err := a.Do(func(ns.NetNS) error { return addrUp("pa", "10.211.0.1/24") }); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Do(func(ns.NetNS) error { return addrUp(bLink, "10.211.0.2/24") }); err != nil {

@@ -33,8 +33,12 @@ var ErrLeaseLost = errors.New("subnet lease lost to another node")
 // Store is a datastore as the agent sees it.
 type Store interface {
 	// AcquireLease returns the node's subnet: the one it already holds (a
-	// restarted agent gets its own lease back) or else a free one.
-	AcquireLease(ctx context.Context, node string) (Lease, error)
+	// restarted agent gets its own lease back), else prefer when it is
+	// valid and free (the subnet the node's running pods already use, from
+	// its node state, after its lease lapsed), else a free one. Datastores
+	// where the subnet is not Weft's to choose (Kubernetes' podCIDR)
+	// ignore prefer.
+	AcquireLease(ctx context.Context, node string, prefer netip.Prefix) (Lease, error)
 	// RenewLease extends the lease before it lapses.
 	RenewLease(ctx context.Context, l Lease) (Lease, error)
 	// Publish writes the node's own record; it is idempotent.
@@ -50,5 +54,9 @@ type Store interface {
 	Remove(ctx context.Context, node string) error
 	// Err is the last datastore error, or nil when the last call worked.
 	Err() error
+	// LastContact is when the datastore last answered a call; zero
+	// before it ever has. `weft status` shows it while the datastore is
+	// unreachable, to say for how long.
+	LastContact() time.Time
 	Close() error
 }

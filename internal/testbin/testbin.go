@@ -18,7 +18,8 @@ var (
 	errBld error
 )
 
-// Dir returns a directory holding weft, weft-cni and weft-lab.
+// Dir returns a directory holding weft, weft-cni and weft-lab (and the
+// lab's image binaries weft-pause and netcheck).
 func Dir() (string, error) {
 	once.Do(func() {
 		if d := os.Getenv("WEFT_BIN_DIR"); d != "" {
@@ -35,7 +36,7 @@ func Dir() (string, error) {
 			errBld = err
 			return
 		}
-		for _, c := range []string{"weft", "weft-cni", "weft-lab"} {
+		for _, c := range []string{"weft", "weft-cni", "weft-lab", "weft-pause", "netcheck"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(d, c), "./cmd/"+c)
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

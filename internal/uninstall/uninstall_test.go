@@ -2,7 +2,6 @@ package uninstall
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -16,22 +15,17 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/nodestate"
+	"github.com/weftnet/weft/internal/testnet"
 	"golang.org/x/sys/unix"
 )
 
 // node makes what a Weft node holds, plus things of others' that must
 // survive, inside a namespace of the test's own.
-func node(t *testing.T) (ns.NetNS, Options) {
+func node(t *testing.T) (ns.NetNS, names.Dirs) {
 	t.Helper()
-	name := fmt.Sprintf("wto%06x", rand.IntN(1<<24))
-	n, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); netns.Delete(name) })
-
-	err = n.Do(func(ns.NetNS) error {
+	var n ns.NetNS = testnet.NewNS(t, "un")
+	err := n.Do(func(ns.NetNS) error {
 		br, err := bridge.Ensure(names.Bridge, netip.MustParsePrefix("10.244.3.1/24"), 1450)
 		if err != nil {
 			return err
@@ -102,18 +96,18 @@ func node(t *testing.T) (ns.NetNS, Options) {
 	}
 
 	root := t.TempDir()
-	o := Options{
-		ConfDir: filepath.Join(root, "net.d"), BinDir: filepath.Join(root, "bin"),
-		DataDir: filepath.Join(root, "lib", "weft"), RunDir: filepath.Join(root, "run", "weft"),
+	o := names.Dirs{
+		CNIConf: filepath.Join(root, "net.d"), CNIBin: filepath.Join(root, "bin"),
+		Data: filepath.Join(root, "lib", "weft"), Run: filepath.Join(root, "run", "weft"),
 	}
 	files := map[string]string{
-		filepath.Join(o.ConfDir, names.ConfListName):   "{}",
-		filepath.Join(o.ConfDir, "99-loopback.conf"):   "{}",
-		filepath.Join(o.BinDir, names.PluginType):      "binary",
-		filepath.Join(o.BinDir, "bridge"):              "binary",
-		filepath.Join(o.DataDir, "node.json"):          "{}",
-		filepath.Join(o.DataDir, "ipam", "10.244.3.2"): "c1",
-		filepath.Join(o.RunDir, names.APISocket):       "",
+		filepath.Join(o.CNIConf, names.ConfListName): "{}",
+		filepath.Join(o.CNIConf, "99-loopback.conf"): "{}",
+		filepath.Join(o.CNIBin, names.PluginType):    "binary",
+		filepath.Join(o.CNIBin, "bridge"):            "binary",
+		filepath.Join(o.Data, "node.json"):           "{}",
+		filepath.Join(o.Data, "ipam", "10.244.3.2"):  "c1",
+		filepath.Join(o.Run, names.APISocket):        "",
 	}
 	for p, data := range files {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -209,51 +203,91 @@ func TestUninstallRemovesEveryTraceAndOnlyWefts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, gone := range []string{filepath.Join(o.ConfDir, names.ConfListName), filepath.Join(o.BinDir, names.PluginType), o.DataDir, o.RunDir} {
+	for _, gone := range []string{filepath.Join(o.CNIConf, names.ConfListName), filepath.Join(o.CNIBin, names.PluginType), o.Data, o.Run} {
 		if _, err := os.Lstat(gone); !os.IsNotExist(err) {
 			t.Errorf("%s still there (%v)", gone, err)
 		}
 	}
-	for _, kept := range []string{filepath.Join(o.ConfDir, "99-loopback.conf"), filepath.Join(o.BinDir, "bridge")} {
+	for _, kept := range []string{filepath.Join(o.CNIConf, "99-loopback.conf"), filepath.Join(o.CNIBin, "bridge")} {
 		if _, err := os.Stat(kept); err != nil {
 			t.Errorf("%s of another network was removed: %v", kept, err)
 		}
 	}
 }
 
-func TestUninstallRefusesDangerousDirs(t *testing.T) {
+func TestUninstallRemovesOnlyWeftsDirs(t *testing.T) {
 	conf := t.TempDir()
-	for _, bad := range []string{"", "/", "/var", "relative/dir", "/var/lib", "/usr/lib", "/run/", filepath.Dir(conf)} {
-		o := Options{ConfDir: conf, BinDir: t.TempDir(), DataDir: bad, RunDir: t.TempDir()}
-		_, err := removeFiles(o)
-		if err == nil || !strings.Contains(err.Error(), "refusing") {
-			t.Errorf("data dir %q: err = %v, want a refusal", bad, err)
+	dirs := names.Dirs{CNIConf: conf, CNIBin: t.TempDir()}
+	// A directory of someone else's, with their data in it, as a mistyped
+	// --data-dir would name (/var/lib/kubelet, /var/lib/etcd).
+	kubelet := filepath.Join(t.TempDir(), "kubelet")
+	write(t, filepath.Join(kubelet, "pods", "p1", "volume"), "data")
+	for _, bad := range []string{"", "/", "/var", "relative/dir", "/var/lib", "/usr/lib", "/etc", "/run/", filepath.Dir(conf), kubelet} {
+		removed, err := removeDir(bad, dirs)
+		if err == nil || !strings.Contains(err.Error(), "refusing") || len(removed) != 0 {
+			t.Errorf("dir %q: removed %v, err = %v; want a refusal", bad, removed, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(kubelet, "pods", "p1", "volume")); err != nil {
+		t.Errorf("a refused directory lost its files: %v", err)
+	}
+
+	root := t.TempDir()
+	named := filepath.Join(root, "lib", names.NetworkName) // /var/lib/weft
+	write(t, filepath.Join(named, "anything"), "x")
+	marked := filepath.Join(root, "n3", "data") // a lab node's data dir
+	write(t, filepath.Join(marked, nodestate.FileName), "{}")
+	write(t, filepath.Join(marked, "ipam", names.NetworkName, "10.244.3.2"), "c1")
+	empty := filepath.Join(root, "n3", "run") // a stopped agent's run dir
+	if err := os.MkdirAll(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, good := range []string{named, marked, empty, filepath.Join(root, "missing")} {
+		if _, err := removeDir(good, dirs); err != nil {
+			t.Errorf("dir %s: %v", good, err)
+		}
+		if _, err := os.Lstat(good); !os.IsNotExist(err) {
+			t.Errorf("%s still there (%v)", good, err)
 		}
 	}
 }
 
-func TestUninstallLeavesForeignObjectWithWeftsName(t *testing.T) {
-	name := fmt.Sprintf("wto%06x", rand.IntN(1<<24))
-	n, err := netns.Create(name)
-	if err != nil {
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.Close(); netns.Delete(name) })
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUninstallLeavesForeignObjectWithWeftsName(t *testing.T) {
+	n := testnet.NewNS(t, "un")
 	root := t.TempDir()
-	o := Options{ConfDir: root + "/c", BinDir: root + "/b", DataDir: root + "/d", RunDir: root + "/r"}
-	err = n.Do(func(ns.NetNS) error {
-		// Someone's veth pair, one end called weft0.
+	o := names.Dirs{CNIConf: root + "/c", CNIBin: root + "/b", Data: root + "/d", Run: root + "/r"}
+	err := n.Do(func(ns.NetNS) error {
+		// Someone's veth pairs, one end called weft0, one weft.vxlan.
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: names.Bridge}, PeerName: "wtopeer"}); err != nil {
 			return err
 		}
-		_, err := Run(o)
-		if err == nil || !strings.Contains(err.Error(), "not Weft's") {
-			t.Errorf("err = %v, want a note that weft0 is not Weft's", err)
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: names.VXLANDevice}, PeerName: "wtopeer2"}); err != nil {
+			return err
 		}
-		_, lerr := netlink.LinkByName(names.Bridge)
-		return lerr
+		_, err := Run(o)
+		for _, name := range []string{names.Bridge, names.VXLANDevice} {
+			if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "not Weft's") {
+				t.Errorf("err = %v, want a note that %s is not Weft's", err, name)
+			}
+		}
+		for _, name := range []string{names.Bridge, names.VXLANDevice} {
+			if _, lerr := netlink.LinkByName(name); lerr != nil {
+				return fmt.Errorf("the foreign %s: %w", name, lerr)
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		t.Fatalf("the foreign weft0 was removed: %v", err)
+		t.Fatalf("a foreign link with Weft's name was removed: %v", err)
 	}
 }

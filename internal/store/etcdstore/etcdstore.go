@@ -2,7 +2,7 @@
 // subnet leases kept in etcd. It owns the keys under its prefix (by default
 // /weft/) and nothing else in etcd.
 //
-// Layout:
+// Layout (keys.go: SubnetKey, NodeKey):
 //
 //	<prefix>subnets/10.244.3.0-24  → node name   (attached to the node's etcd lease)
 //	<prefix>nodes/<node>           → cluster.Node as JSON (same etcd lease)
@@ -34,13 +34,21 @@ import (
 	"github.com/weftnet/weft/internal/store"
 )
 
-// Options configure the etcd datastore.
-type Options struct {
+// DefaultTTL is how long a node keeps its subnet and its record without
+// renewing them. It is long on purpose, as flannel's: an agent that is
+// down (a crash loop, a slow image pull, a node rebooting) must not make
+// its peers drop the routes to its running pods. A node that leaves for
+// good gives its subnet back at once with `weft agent --cleanup`.
+const DefaultTTL = 24 * time.Hour
+
+// Config configures the etcd datastore.
+type Config struct {
 	Endpoints []string
 	// CAFile, CertFile and KeyFile enable TLS (CA alone: server-verified
 	// TLS; with cert and key: mutual TLS).
 	CAFile, CertFile, KeyFile string
-	// Prefix is the key prefix of everything Weft stores (default "/weft/").
+	// Prefix is the key prefix of everything Weft stores (default
+	// DefaultPrefix).
 	Prefix string
 	// ClusterCIDR is where subnets are leased from; SubnetLen their size.
 	ClusterCIDR netip.Prefix
@@ -56,7 +64,7 @@ type Options struct {
 // Store is the etcd implementation of store.Store.
 type Store struct {
 	cli  *clientv3.Client
-	opts Options
+	opts Config
 	log  *slog.Logger
 
 	mu      sync.Mutex
@@ -64,13 +72,16 @@ type Store struct {
 	subnets map[string]netip.Prefix     // node → subnet it holds
 	records map[string]cluster.Node     // node → last published record
 	lastErr error
+	// lastContact is when a call last got an answer from etcd.
+	lastContact time.Time
 }
 
 var _ store.Store = (*Store)(nil)
 
 // Open validates opts and creates the client. It does not wait for etcd to
-// answer: an agent must start (and keep its datapath) while etcd is down.
-func Open(opts Options) (*Store, error) {
+// answer, and so takes no context: an agent must start (and keep its
+// datapath) while etcd is down. kubestore.Open has the same shape.
+func Open(opts Config) (*Store, error) {
 	if err := validate(&opts); err != nil {
 		return nil, err
 	}
@@ -113,7 +124,7 @@ func Open(opts Options) (*Store, error) {
 	}, nil
 }
 
-func validate(o *Options) error {
+func validate(o *Config) error {
 	if len(o.Endpoints) == 0 {
 		return errors.New("etcd: no endpoints given")
 	}
@@ -128,13 +139,13 @@ func validate(o *Options) error {
 		return fmt.Errorf("subnet length /%d splits %s into more than 2^24 subnets", o.SubnetLen, o.ClusterCIDR)
 	}
 	if o.TTL == 0 {
-		o.TTL = 60 * time.Second
+		o.TTL = DefaultTTL
 	}
 	if o.TTL < 5*time.Second {
 		return fmt.Errorf("lease TTL %s is too short (minimum 5s)", o.TTL)
 	}
 	if o.Prefix == "" {
-		o.Prefix = "/weft/"
+		o.Prefix = DefaultPrefix
 	}
 	if !strings.HasSuffix(o.Prefix, "/") {
 		o.Prefix += "/"
@@ -148,26 +159,23 @@ func validate(o *Options) error {
 	return nil
 }
 
-func (s *Store) subnetsPrefix() string { return s.opts.Prefix + "subnets/" }
-func (s *Store) nodesPrefix() string   { return s.opts.Prefix + "nodes/" }
-
-func (s *Store) subnetKey(p netip.Prefix) string {
-	return fmt.Sprintf("%s%s-%d", s.subnetsPrefix(), p.Addr(), p.Bits())
-}
-
-func (s *Store) nodeKey(node string) string { return s.nodesPrefix() + node }
-
-// parseSubnetKey is subnetKey's inverse.
-func (s *Store) parseSubnetKey(key string) (netip.Prefix, error) {
-	return netip.ParsePrefix(strings.Replace(strings.TrimPrefix(key, s.subnetsPrefix()), "-", "/", 1))
-}
-
-// note records the outcome of a datastore call for Err.
+// note records the outcome of a datastore call for Err and LastContact.
 func (s *Store) note(err error) error {
 	s.mu.Lock()
 	s.lastErr = err
+	if err == nil {
+		s.lastContact = time.Now()
+	}
 	s.mu.Unlock()
 	return err
+}
+
+// LastContact is when a call last got an answer from etcd; zero before
+// the first.
+func (s *Store) LastContact() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastContact
 }
 
 // Err is the last datastore error, nil when the last call worked.

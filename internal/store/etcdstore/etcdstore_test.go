@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 // open returns a store on srv under a key prefix of this test's own.
 func open(t *testing.T, srv interface{ URL() string }, prefix, cidr string, subnetLen int) *etcdstore.Store {
 	t.Helper()
-	s, err := etcdstore.Open(etcdstore.Options{
+	s, err := etcdstore.Open(etcdstore.Config{
 		Endpoints:   []string{srv.URL()},
 		Prefix:      prefix,
 		ClusterCIDR: netip.MustParsePrefix(cidr),
@@ -55,7 +55,7 @@ func rawClient(t *testing.T, srv interface{ URL() string }) *clientv3.Client {
 	return c
 }
 
-func TestWtaLeasesAreDistinctKeptAcrossRestartAndExhaust(t *testing.T) {
+func TestLeasesAreDistinctKeptAcrossRestartAndExhaust(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
 	prefix := uniquePrefix()
@@ -85,7 +85,7 @@ func TestWtaLeasesAreDistinctKeptAcrossRestartAndExhaust(t *testing.T) {
 	}
 
 	c := open(t, srv, prefix, cidr, 24)
-	_, err := c.AcquireLease(ctx, "node-c")
+	_, err := c.AcquireLease(ctx, "node-c", netip.Prefix{})
 	if !errors.Is(err, store.ErrCIDRExhausted) {
 		t.Fatalf("third node in a /23 of /24s: got %v, want ErrCIDRExhausted", err)
 	}
@@ -105,7 +105,7 @@ func TestWtaLeasesAreDistinctKeptAcrossRestartAndExhaust(t *testing.T) {
 	}
 }
 
-func TestWtaConcurrentAcquireNeverSharesASubnet(t *testing.T) {
+func TestConcurrentAcquireNeverSharesASubnet(t *testing.T) {
 	srv := etcdtest.Start(t)
 	prefix := uniquePrefix()
 	const n = 12
@@ -117,7 +117,7 @@ func TestWtaConcurrentAcquireNeverSharesASubnet(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			leases[i], errs[i] = s.AcquireLease(context.Background(), fmt.Sprintf("node-%d", i))
+			leases[i], errs[i] = s.AcquireLease(context.Background(), fmt.Sprintf("node-%d", i), netip.Prefix{})
 		}()
 	}
 	wg.Wait()
@@ -185,7 +185,7 @@ func names(ns []cluster.Node) string {
 // acquire takes node's lease through s.
 func acquire(t *testing.T, s *etcdstore.Store, node string) store.Lease {
 	t.Helper()
-	l, err := s.AcquireLease(context.Background(), node)
+	l, err := s.AcquireLease(context.Background(), node, netip.Prefix{})
 	if err != nil {
 		t.Fatalf("acquire the lease of %s: %v", node, err)
 	}
@@ -196,7 +196,7 @@ func record(l store.Lease, ip string) cluster.Node {
 	return cluster.Node{Name: l.Node, UnderlayIP: netip.MustParseAddr(ip), Subnet: l.Subnet, Backend: cluster.BackendAuto, VTEPMAC: "0e:57:ac:1e:00:01"}
 }
 
-func TestWtaWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
+func TestWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
 	prefix := uniquePrefix()
@@ -245,7 +245,7 @@ func TestWtaWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
 	w.waitFor(t, "node-a republished", func(ns []cluster.Node) bool { return names(ns) == "node-a" && ns[0] == ra })
 }
 
-func TestWtaRenewAfterSubnetTakenIsLeaseLost(t *testing.T) {
+func TestRenewAfterSubnetTakenIsLeaseLost(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
 	prefix := uniquePrefix()
@@ -269,7 +269,7 @@ func TestWtaRenewAfterSubnetTakenIsLeaseLost(t *testing.T) {
 	}
 }
 
-func TestWtaWatchAndLeaseSurviveEtcdOutage(t *testing.T) {
+func TestWatchAndLeaseSurviveEtcdOutage(t *testing.T) {
 	srv := etcdtest.StartProc(t)
 	ctx := context.Background()
 	prefix := uniquePrefix()
@@ -310,16 +310,16 @@ func TestWtaWatchAndLeaseSurviveEtcdOutage(t *testing.T) {
 	w.waitFor(t, "node-b, joined after the outage", func(ns []cluster.Node) bool { return names(ns) == "node-a,node-b" })
 }
 
-func TestWtaBadOptionsAreClearErrors(t *testing.T) {
+func TestBadOptionsAreClearErrors(t *testing.T) {
 	for _, tc := range []struct {
-		opts etcdstore.Options
+		opts etcdstore.Config
 		want string
 	}{
-		{etcdstore.Options{ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24}, "no endpoints"},
-		{etcdstore.Options{Endpoints: []string{"http://127.0.0.1:1"}, ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 16}, "subnet length"},
-		{etcdstore.Options{Endpoints: []string{"http://127.0.0.1:1"}, ClusterCIDR: netip.MustParsePrefix("fd00::/64"), SubnetLen: 80}, "IPv4"},
-		{etcdstore.Options{Endpoints: []string{"http://127.0.0.1:1"}, ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24, TTL: time.Second}, "TTL"},
-		{etcdstore.Options{Endpoints: []string{"http://127.0.0.1:1"}, ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24, CertFile: "/x"}, "certificate and its key"},
+		{etcdstore.Config{ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24}, "no endpoints"},
+		{etcdstore.Config{Endpoints: []string{"http://127.0.0.1:1"}, ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 16}, "subnet length"},
+		{etcdstore.Config{Endpoints: []string{"http://127.0.0.1:1"}, ClusterCIDR: netip.MustParsePrefix("fd00::/64"), SubnetLen: 80}, "IPv4"},
+		{etcdstore.Config{Endpoints: []string{"http://127.0.0.1:1"}, ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24, TTL: time.Second}, "TTL"},
+		{etcdstore.Config{Endpoints: []string{"http://127.0.0.1:1"}, ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24, CertFile: "/x"}, "certificate and its key"},
 	} {
 		_, err := etcdstore.Open(tc.opts)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

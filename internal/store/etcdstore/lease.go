@@ -10,14 +10,17 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/store"
 )
 
 // AcquireLease gives node the subnet it already holds, if any (a restarted
-// agent keeps its subnet and its pods keep their addresses), or else the
+// agent keeps its subnet and its pods keep their addresses), else prefer
+// when it is a free subnet of the cluster CIDR (the node's pods still use
+// it although its lease lapsed while the agent was down), or else the
 // lowest free subnet of the cluster CIDR.
-func (s *Store) AcquireLease(ctx context.Context, node string) (store.Lease, error) {
-	l, err := s.acquire(ctx, node)
+func (s *Store) AcquireLease(ctx context.Context, node string, prefer netip.Prefix) (store.Lease, error) {
+	l, err := s.acquire(ctx, node, prefer)
 	if errors.Is(err, store.ErrCIDRExhausted) {
 		s.note(nil) // the datastore answered; the cluster is full
 		return l, err
@@ -25,7 +28,7 @@ func (s *Store) AcquireLease(ctx context.Context, node string) (store.Lease, err
 	return l, s.note(err)
 }
 
-func (s *Store) acquire(ctx context.Context, node string) (store.Lease, error) {
+func (s *Store) acquire(ctx context.Context, node string, prefer netip.Prefix) (store.Lease, error) {
 	if err := validNodeName(node); err != nil {
 		return store.Lease{}, err
 	}
@@ -77,8 +80,19 @@ func (s *Store) acquire(ctx context.Context, node string) (store.Lease, error) {
 	if err != nil {
 		return store.Lease{}, err
 	}
+	if prefer.IsValid() && s.fits(prefer) && !taken[prefer] {
+		ok, err := s.claim(ctx, prefer, node, id, false)
+		if err != nil {
+			return store.Lease{}, err
+		}
+		if ok {
+			s.releaseOthers(ctx, node, own, prefer)
+			s.log.Info("claimed the subnet this node's pods already use again", "node", node, "subnet", prefer)
+			return s.hold(node, prefer, id, ttl), nil
+		}
+	}
 	total := 0
-	for p := range s.candidates() {
+	for p := range cluster.Subnets(s.opts.ClusterCIDR, s.opts.SubnetLen) {
 		total++
 		if taken[p] {
 			continue
@@ -101,23 +115,6 @@ func (s *Store) acquire(ctx context.Context, node string) (store.Lease, error) {
 // subnet leased under an older cluster CIDR or subnet length is released.
 func (s *Store) fits(p netip.Prefix) bool {
 	return p.Bits() == s.opts.SubnetLen && s.opts.ClusterCIDR.Contains(p.Addr()) && p.Masked() == p
-}
-
-// candidates yields every subnet of the cluster CIDR in address order.
-func (s *Store) candidates() func(func(netip.Prefix) bool) {
-	return func(yield func(netip.Prefix) bool) {
-		base := s.opts.ClusterCIDR.Addr().As4()
-		b := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
-		n := uint32(1) << (s.opts.SubnetLen - s.opts.ClusterCIDR.Bits())
-		step := uint32(1) << (32 - s.opts.SubnetLen)
-		for i := uint32(0); i < n; i++ {
-			v := b + i*step
-			a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-			if !yield(netip.PrefixFrom(a, s.opts.SubnetLen)) {
-				return
-			}
-		}
-	}
 }
 
 // keepOrGrant renews etcd lease id if it is alive, or grants a new one.

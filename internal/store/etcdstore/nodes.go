@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -91,18 +92,26 @@ func (s *Store) remove(ctx context.Context, node string) error {
 	return nil
 }
 
-// Watch lists the node records, calls fn with them, then follows changes
-// from the listed revision, calling fn with the full set after each batch.
-// When the watch breaks (etcd down, revision compacted, leader lost) it
-// lists again, so that nothing that happened meanwhile is missed.
+// Watch lists the node records and the subnet leases, calls fn with the
+// records, then follows changes to both from the listed revision, calling
+// fn with the full set after each batch. When the watch breaks (etcd
+// down, revision compacted, leader lost) it lists again, so that nothing
+// that happened meanwhile is missed.
+//
+// A node writes its own record and may write any subnet in it; what it
+// holds is what the subnets/ keys say. Each record is joined with them,
+// and one whose subnet is not held by that node is marked (NotHeld), so
+// that the datapath gives it no path and the agent can say why.
 func (s *Store) Watch(ctx context.Context, fn func([]cluster.Node)) error {
 	backoff := 200 * time.Millisecond
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// One range over the store's prefix holds both the records and
+		// the leases, read at one revision.
 		octx, cancel := s.op(ctx)
-		resp, err := s.cli.Get(octx, s.nodesPrefix(), clientv3.WithPrefix())
+		resp, err := s.cli.Get(octx, s.opts.Prefix, clientv3.WithPrefix())
 		cancel()
 		if err != nil {
 			s.note(fmt.Errorf("list node records in etcd: %w", err))
@@ -114,14 +123,14 @@ func (s *Store) Watch(ctx context.Context, fn func([]cluster.Node)) error {
 		}
 		s.note(nil)
 		backoff = 200 * time.Millisecond
-		nodes := map[string]cluster.Node{}
+		v := view{nodes: map[string]cluster.Node{}, holders: map[netip.Prefix]string{}}
 		for _, kv := range resp.Kvs {
-			s.apply(nodes, kv, false)
+			s.apply(v, kv, false)
 		}
-		fn(sorted(nodes))
+		fn(v.joined())
 
 		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.cli.Watch(wctx, s.nodesPrefix(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+		wch := s.cli.Watch(wctx, s.opts.Prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
 		for wr := range wch {
 			if err := wr.Err(); err != nil {
 				s.note(fmt.Errorf("watch node records in etcd: %w", err))
@@ -131,10 +140,10 @@ func (s *Store) Watch(ctx context.Context, fn func([]cluster.Node)) error {
 				continue
 			}
 			for _, ev := range wr.Events {
-				s.apply(nodes, ev.Kv, ev.Type == mvccpb.DELETE)
+				s.apply(v, ev.Kv, ev.Type == mvccpb.DELETE)
 			}
 			s.note(nil)
-			fn(sorted(nodes))
+			fn(v.joined())
 		}
 		wcancel()
 		if !sleep(ctx, backoff) {
@@ -143,21 +152,59 @@ func (s *Store) Watch(ctx context.Context, fn func([]cluster.Node)) error {
 	}
 }
 
-func (s *Store) apply(nodes map[string]cluster.Node, kv *mvccpb.KeyValue, deleted bool) {
-	name := strings.TrimPrefix(string(kv.Key), s.nodesPrefix())
+// view is what Watch knows: the records by node, the subnet leases'
+// holders by subnet.
+type view struct {
+	nodes   map[string]cluster.Node
+	holders map[netip.Prefix]string
+}
+
+// joined is the records, sorted by name, each marked when the leases do
+// not show its node holding its subnet.
+func (v view) joined() []cluster.Node {
+	out := sorted(v.nodes)
+	for i, n := range out {
+		switch holder, ok := v.holders[n.Subnet]; {
+		case !ok:
+			out[i].NotHeld = "no node holds it in etcd (no subnets/ key)"
+		case holder != n.Name:
+			out[i].NotHeld = "etcd says node " + holder + " holds it"
+		}
+	}
+	return out
+}
+
+func (s *Store) apply(v view, kv *mvccpb.KeyValue, deleted bool) {
+	key := string(kv.Key)
+	if strings.HasPrefix(key, s.subnetsPrefix()) {
+		p, err := s.parseSubnetKey(key)
+		switch {
+		case err != nil:
+			s.log.Warn("ignoring malformed subnet key in etcd", "key", key, "err", err)
+		case deleted:
+			delete(v.holders, p)
+		default:
+			v.holders[p] = string(kv.Value)
+		}
+		return
+	}
+	if !strings.HasPrefix(key, s.nodesPrefix()) {
+		return
+	}
+	name := strings.TrimPrefix(key, s.nodesPrefix())
 	if deleted {
-		delete(nodes, name)
+		delete(v.nodes, name)
 		return
 	}
 	var n cluster.Node
 	if err := json.Unmarshal(kv.Value, &n); err != nil || n.Name != name {
 		// A record no agent could have written: peers cannot be routed to
 		// it, so it is left out rather than stopping the whole watch.
-		s.log.Warn("ignoring malformed node record in etcd", "key", string(kv.Key), "err", err)
-		delete(nodes, name)
+		s.log.Warn("ignoring malformed node record in etcd", "key", key, "err", err)
+		delete(v.nodes, name)
 		return
 	}
-	nodes[name] = n
+	v.nodes[name] = n
 }
 
 func sorted(m map[string]cluster.Node) []cluster.Node {

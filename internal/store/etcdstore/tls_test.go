@@ -59,10 +59,10 @@ func certs(t *testing.T) (ca, srvCert, srvKey, cliCert, cliKey string) {
 	return
 }
 
-func TestWtaMutualTLS(t *testing.T) {
+func TestMutualTLS(t *testing.T) {
 	ca, srvCert, srvKey, cliCert, cliKey := certs(t)
 	srv := etcdtest.StartTLS(t, ca, srvCert, srvKey)
-	opts := etcdstore.Options{Endpoints: []string{srv.Endpoint}, Prefix: uniquePrefix(),
+	opts := etcdstore.Config{Endpoints: []string{srv.Endpoint}, Prefix: uniquePrefix(),
 		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), SubnetLen: 24, OpTimeout: 2 * time.Second}
 	ctx := context.Background()
 
@@ -73,7 +73,7 @@ func TestWtaMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.AcquireLease(ctx, "node-a"); err != nil {
+	if _, err := s.AcquireLease(ctx, "node-a", netip.Prefix{}); err != nil {
 		t.Fatalf("with a client certificate: %v", err)
 	}
 
@@ -85,7 +85,7 @@ func TestWtaMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if _, err := s2.AcquireLease(ctx, "node-b"); err == nil {
+	if _, err := s2.AcquireLease(ctx, "node-b", netip.Prefix{}); err == nil {
 		t.Fatal("etcd accepted a client without a certificate")
 	}
 	bad := good

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/store"
 )
 
@@ -61,7 +62,7 @@ func (s *Store) allocate(ctx context.Context, n nodeObj) (netip.Prefix, error) {
 			return sub, s.recordPodCIDR(ctx, n, sub)
 		}
 	}
-	for sub := range subnets(s.cfg.ClusterCIDR, s.cfg.SubnetLen) {
+	for sub := range cluster.Subnets(s.cfg.ClusterCIDR, s.cfg.SubnetLen) {
 		if used[sub] {
 			continue
 		}
@@ -118,21 +119,4 @@ func (s *Store) recordPodCIDR(ctx context.Context, n nodeObj, sub netip.Prefix) 
 		return fmt.Errorf("record subnet %s as node %s's podCIDR: %w", sub, n.Name, err)
 	}
 	return nil
-}
-
-// subnets yields every subnet of length bits inside cidr, in order.
-func subnets(cidr netip.Prefix, bits int) func(func(netip.Prefix) bool) {
-	return func(yield func(netip.Prefix) bool) {
-		base := cidr.Masked().Addr().As4()
-		start := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
-		count := uint64(1) << (bits - cidr.Bits())
-		step := uint64(1) << (32 - bits)
-		for i := uint64(0); i < count; i++ {
-			v := uint32(uint64(start) + i*step)
-			a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-			if !yield(netip.PrefixFrom(a, bits)) {
-				return
-			}
-		}
-	}
 }

@@ -88,6 +88,8 @@ type Store struct {
 
 	mu      sync.Mutex
 	lastErr error
+	// lastContact is when a call last got an answer from the API server.
+	lastContact time.Time
 	// watchFailing is set while the Node informer cannot reach the API
 	// server.
 	watchFailing atomic.Bool
@@ -95,9 +97,11 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// New checks cfg and returns the store. It does not contact the API server:
-// an agent must start, and keep its datapath, while the API server is down.
-func New(cfg Config) (*Store, error) {
+// Open checks cfg and returns the store. It does not contact the API
+// server, and so takes no context: an agent must start, and keep its
+// datapath, while the API server is down. etcdstore.Open has the same
+// shape.
+func Open(cfg Config) (*Store, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("kubernetes datastore: no client")
 	}
@@ -136,13 +140,24 @@ func New(cfg Config) (*Store, error) {
 	}, nil
 }
 
-// note records err as the last datastore error (nil clears it) and
-// returns it.
+// note records err as the last datastore error (nil clears it and is a
+// contact) and returns it.
 func (s *Store) note(err error) error {
 	s.mu.Lock()
 	s.lastErr = err
+	if err == nil {
+		s.lastContact = time.Now()
+	}
 	s.mu.Unlock()
 	return err
+}
+
+// LastContact is when a call or the Node informer last got an answer from
+// the API server; zero before the first.
+func (s *Store) LastContact() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastContact
 }
 
 // Err is the last API error, or nil when the last call worked.
@@ -172,7 +187,7 @@ func (s *Store) getNode(ctx context.Context, name string) (nodeObj, error) {
 // AcquireLease returns the node's podCIDR, waiting until it is set: the
 // controller-manager sets it about 0.1 s after the Node registers. With
 // AllocateSubnets, a Node without one gets a subnet from Weft.
-func (s *Store) AcquireLease(ctx context.Context, node string) (store.Lease, error) {
+func (s *Store) AcquireLease(ctx context.Context, node string, _ netip.Prefix) (store.Lease, error) {
 	l, err := s.acquire(ctx, node)
 	return l, s.note(err)
 }

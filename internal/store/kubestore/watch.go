@@ -154,7 +154,10 @@ func (s *Store) noteWatch(err error) {
 	s.watchFailing.Store(err != nil)
 	if err != nil {
 		s.lastErr = fmt.Errorf("%s%w", watchErrPrefix, err)
-	} else if s.lastErr != nil && strings.HasPrefix(s.lastErr.Error(), watchErrPrefix) {
+		return
+	}
+	s.lastContact = time.Now()
+	if s.lastErr != nil && strings.HasPrefix(s.lastErr.Error(), watchErrPrefix) {
 		s.lastErr = nil
 	}
 }

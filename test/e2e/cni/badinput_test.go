@@ -3,6 +3,7 @@ package cni_test
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,6 +100,16 @@ func TestBadInputGetsTheRightErrorAndLeavesNothing(t *testing.T) {
 		{"mtu too small", env(nil), with(map[string]any{"mtu": 10}), types.ErrInvalidNetworkConfig},
 		{"bridge name too long", env(nil), with(map[string]any{"bridge": "weft0123456789abc"}), types.ErrInvalidNetworkConfig},
 		{"relative dataDir", env(nil), with(map[string]any{"dataDir": "var/lib/weft"}), types.ErrInvalidNetworkConfig},
+		{"dataDir climbing out with ..", env(nil), with(map[string]any{"dataDir": n.dataDir + "/../../etc"}), types.ErrInvalidNetworkConfig},
+		{"subnet 0.0.0.0/0", env(nil), with(map[string]any{"subnet": "0.0.0.0/0"}), types.ErrInvalidNetworkConfig},
+		{"subnet 128.0.0.0/1", env(nil), with(map[string]any{"subnet": "128.0.0.0/1"}), types.ErrInvalidNetworkConfig},
+		{"subnet shorter than /8", env(nil), with(map[string]any{"subnet": "10.0.0.0/7"}), types.ErrInvalidNetworkConfig},
+		{"loopback subnet", env(nil), with(map[string]any{"subnet": "127.0.0.0/8"}), types.ErrInvalidNetworkConfig},
+		{"link-local subnet", env(nil), with(map[string]any{"subnet": "169.254.0.0/16"}), types.ErrInvalidNetworkConfig},
+		{"multicast subnet", env(nil), with(map[string]any{"subnet": "239.0.0.0/24"}), types.ErrInvalidNetworkConfig},
+		{"netns that is a mount namespace", env(map[string]string{"CNI_NETNS": "/proc/self/ns/mnt"}), good, types.ErrInvalidEnvironmentVariables},
+		{"netns path with ..", env(map[string]string{"CNI_NETNS": pod + "/../" + filepath.Base(pod)}), good, types.ErrInvalidEnvironmentVariables},
+		{"config larger than 1 MiB", env(nil), good + strings.Repeat(" ", 1<<20), types.ErrInvalidNetworkConfig},
 		{"no subnet and no node state", env(nil), with(map[string]any{"subnet": nil}), types.ErrTryAgainLater},
 		{"interface name taken in the pod", env(map[string]string{"CNI_NETNS": takenPod}), good, 100},
 		{"bridge name taken by a non-bridge", env(nil), with(map[string]any{"bridge": notBridge}), 101},
@@ -138,6 +149,21 @@ func assertNothingLeft(t *testing.T, n *node) {
 	}
 	if l := n.leases(); len(l) != 0 {
 		t.Errorf("leases left behind: %v", l)
+	}
+	// No address outside the good config's subnet on any interface (a
+	// refused 0.0.0.0/0 once left a bridge holding 0.0.0.1/0).
+	good := netip.MustParsePrefix("10.99.30.0/24")
+	if err := n.do(func() error {
+		addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+		for _, a := range addrs {
+			ip, _ := netip.AddrFromSlice(a.IP.To4())
+			if !ip.IsLoopback() && !good.Contains(ip) {
+				t.Errorf("address %s left in the node", a.IPNet)
+			}
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

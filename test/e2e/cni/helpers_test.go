@@ -24,14 +24,14 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testnet"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 )
 
 // prefix starts every namespace and interface name these tests make.
-const prefix = "wtc"
+const prefix = "cn"
 
 const refPluginDir = "/usr/lib/cni"
 
@@ -56,22 +56,13 @@ type node struct {
 
 func newNode(t testing.TB) *node {
 	t.Helper()
+	testnet.RequireRoot(t)
 	bin, err := testbin.Path("weft-cni")
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := randName(t)
-	n, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		if err := netns.Delete(name); err != nil {
-			t.Errorf("remove node namespace: %v", err)
-		}
-	})
-	nd := &node{t: t, name: name, ns: n, dataDir: t.TempDir(), binDir: filepath.Dir(bin)}
+	n := testnet.NewNS(t, prefix)
+	nd := &node{t: t, name: n.Name, ns: n, dataDir: t.TempDir(), binDir: filepath.Dir(bin)}
 	nd.cni = freshClient(t, nd)
 	return nd
 }
@@ -91,18 +82,11 @@ func (n *node) do(fn func() error) error {
 // newPod makes a pod network namespace and returns its path.
 func newPod(t testing.TB) string {
 	t.Helper()
-	name := randName(t)
-	p, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := testnet.NewNS(t, prefix)
+	// Only the mount holds it, as a runtime's pod namespace: removing it
+	// (as a runtime does before a late DEL) takes its interfaces along.
 	p.Close()
-	t.Cleanup(func() {
-		if err := netns.Delete(name); err != nil {
-			t.Errorf("remove pod namespace: %v", err)
-		}
-	})
-	return netns.Path(name)
+	return p.Path()
 }
 
 // netConf is weft-cni's config for this node; extra keys override.

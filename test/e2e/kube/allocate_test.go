@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
@@ -19,7 +21,7 @@ import (
 
 func allocStore(t *testing.T, cfg *rest.Config, node string, cidr netip.Prefix) *kubestore.Store {
 	t.Helper()
-	s, err := kubestore.New(kubestore.Config{Client: dynClient(t, cfg), NodeName: node, AllocateSubnets: true,
+	s, err := kubestore.Open(kubestore.Config{Client: dynClient(t, cfg), NodeName: node, AllocateSubnets: true,
 		ClusterCIDR: cidr, SubnetLen: 24, AllocateGrace: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +34,7 @@ func allocStore(t *testing.T, cfg *rest.Config, node string, cidr netip.Prefix) 
 // a restarted agent keeps its subnet; a full cluster CIDR is a clear
 // error; the subnet of a deleted Node is given out again.
 func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	controlPlane := controlplane.StartT(t, controlplane.Options{Prefix: "wtk-kube", NoNodeIPAM: true})
 	cs, err := controlPlane.Client()
 	if err != nil {
@@ -51,7 +54,7 @@ func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			leases[i], errs[i] = allocStore(t, controlPlane.RESTConfig(), n, cidr).AcquireLease(ctx, n)
+			leases[i], errs[i] = allocStore(t, controlPlane.RESTConfig(), n, cidr).AcquireLease(ctx, n, netip.Prefix{})
 		}()
 	}
 	wg.Wait()
@@ -74,7 +77,7 @@ func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
 		}
 	}
 
-	again, err := allocStore(t, controlPlane.RESTConfig(), nodes[2], cidr).AcquireLease(context.Background(), nodes[2])
+	again, err := allocStore(t, controlPlane.RESTConfig(), nodes[2], cidr).AcquireLease(context.Background(), nodes[2], netip.Prefix{})
 	if err != nil || again.Subnet != leases[2].Subnet {
 		t.Fatalf("restarted agent got %v, %v; want %s", again, err, leases[2].Subnet)
 	}
@@ -83,7 +86,7 @@ func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
 	createNode(t, cs, fifth)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = allocStore(t, controlPlane.RESTConfig(), fifth, cidr).AcquireLease(ctx, fifth)
+	_, err = allocStore(t, controlPlane.RESTConfig(), fifth, cidr).AcquireLease(ctx, fifth, netip.Prefix{})
 	if !errors.Is(err, store.ErrCIDRExhausted) {
 		t.Fatalf("fifth node in a full /22: %v, want ErrCIDRExhausted", err)
 	}
@@ -91,7 +94,7 @@ func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
 	if err := cs.CoreV1().Nodes().Delete(context.Background(), nodes[1], metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := allocStore(t, controlPlane.RESTConfig(), fifth, cidr).AcquireLease(ctx, fifth)
+	l, err := allocStore(t, controlPlane.RESTConfig(), fifth, cidr).AcquireLease(ctx, fifth, netip.Prefix{})
 	if err != nil || l.Subnet != leases[1].Subnet {
 		t.Fatalf("after %s left, %s got %v, %v; want %s", nodes[1], fifth, l.Subnet, err, leases[1].Subnet)
 	}
@@ -100,10 +103,11 @@ func TestKubeStoreAllocatesWithoutNodeIPAM(t *testing.T) {
 // With allocation turned on in a cluster that has node IPAM, Weft leaves
 // the podCIDR to the controller-manager.
 func TestKubeStoreAllocationDefersToControllerManager(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	cs := admin(t)
 	name := uniq("defer")
 	createNode(t, cs, name)
-	s, err := kubestore.New(kubestore.Config{Client: dynClient(t, controlPlane.RESTConfig()), NodeName: name, AllocateSubnets: true,
+	s, err := kubestore.Open(kubestore.Config{Client: dynClient(t, controlPlane.RESTConfig()), NodeName: name, AllocateSubnets: true,
 		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16")})
 	if err != nil {
 		t.Fatal(err)

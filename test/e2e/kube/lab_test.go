@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,6 +34,7 @@ import (
 // made by the real plugin through libcni.
 
 func TestKubeLabHostGW(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	l := kubeLab(t, cluster.BackendHostGW, 1)
 	checkNodes(t, l)
 	registerPods(t, l)
@@ -40,6 +43,7 @@ func TestKubeLabHostGW(t *testing.T) {
 }
 
 func TestKubeLabAutoTwoSegments(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	l := kubeLab(t, cluster.BackendAuto, 2)
 	checkNodes(t, l)
 	t.Run("join-and-leave", func(t *testing.T) { joinAndLeave(t, l) })
@@ -92,6 +96,7 @@ func joinAndLeave(t *testing.T, l *lab.Lab) {
 }
 
 func TestKubeLabVXLAN(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	l := kubeLab(t, cluster.BackendVXLAN, 1)
 	checkNodes(t, l)
 	t.Run("control-plane-outage", func(t *testing.T) { controlPlaneOutage(t, l) })
@@ -198,7 +203,7 @@ func checkAgentIdentity(t *testing.T, l *lab.Lab) {
 		t.Fatalf("n1's agent is %q", u)
 	}
 	// (The API server loads a new admission policy within a second or so.)
-	labtest.Eventually(t, 20*time.Second, "n1's agent may not patch n2", func() error {
+	testnet.Eventually(t, 20*time.Second, "n1's agent may not patch n2", func() error {
 		_, err := cs.CoreV1().Nodes().Patch(context.Background(), "n2", types.MergePatchType,
 			[]byte(`{"metadata":{"annotations":{"weft.dev/probe-port":"1"}}}`), metav1.PatchOptions{})
 		if !apierrors.IsForbidden(err) {
@@ -211,7 +216,7 @@ func checkAgentIdentity(t *testing.T, l *lab.Lab) {
 // forgets waits until node holds nothing about gone (see traces).
 func forgets(t *testing.T, l *lab.Lab, node string, gone *lab.NodeState, goneMAC string) {
 	t.Helper()
-	labtest.Eventually(t, 20*time.Second, node+" forgets "+gone.Name, func() error {
+	testnet.Eventually(t, 20*time.Second, node+" forgets "+gone.Name, func() error {
 		if tr := traces(t, l, node, gone, goneMAC); len(tr) > 0 {
 			return fmt.Errorf("%s still holds:\n%s", node, strings.Join(tr, "\n"))
 		}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/testbin"
@@ -16,6 +18,7 @@ import (
 // them: up starts the control plane itself and returns once every pod
 // reaches every other; down stops it and removes everything.
 func TestKubeLabCommand(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	weft, err := testbin.Path("weft")
 	if err != nil {
 		t.Fatal(err)

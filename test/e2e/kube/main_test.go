@@ -25,7 +25,15 @@ import (
 // their own: starting one takes a few seconds.
 var controlPlane *controlplane.Cluster
 
+// needsRoot is why every test here skips for a normal user: they run the
+// lab's namespaces or the control plane that root built into
+// /var/cache/weft, and TestMain starts the shared one only as root.
+const needsRoot = "runs the Kubernetes control plane and lab namespaces"
+
 func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		os.Exit(m.Run()) // every test skips (testnet.RequireRoot)
+	}
 	c, err := controlplane.Start(context.Background(), controlplane.Options{Prefix: "wtk-kube"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

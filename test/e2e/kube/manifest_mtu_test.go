@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -60,7 +62,8 @@ func agentCommand(t *testing.T, c corev1.Container, node string) []string {
 // agent refuses, the DaemonSet's own command line makes the real binary
 // refuse it by name, before it touches anything. (That --mtu sets the
 // node state, bridge and pods' MTU is tested in internal/agent.)
-func TestWtgManifestMTUReachesTheAgent(t *testing.T) {
+func TestManifestMTUReachesTheAgent(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	ds := applyManifest(t)
 	var weft *corev1.Container
 	for i, c := range ds.Spec.Template.Spec.Containers {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	appsv1 "k8s.io/api/apps/v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,7 +22,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftnet/weft/internal/controlplane"
-	"github.com/weftnet/weft/internal/labtest"
 )
 
 func manifestPath(t *testing.T) string {
@@ -78,6 +79,7 @@ func applyManifest(t *testing.T) *appsv1.DaemonSet {
 // template makes a Pod that passes the API server's validation and
 // admission in kube-system (priority class, service account, host paths).
 func TestManifestApplies(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	ds := applyManifest(t)
 	// An upgrade with the same manifest changes nothing: the server's
 	// dry run of applying it again differs from nothing it holds.
@@ -110,9 +112,35 @@ func TestManifestApplies(t *testing.T) {
 	for _, v := range spec.Volumes {
 		mounts[v.HostPath.Path] = true
 	}
-	for _, p := range []string{"/opt/cni/bin", "/etc/cni/net.d", "/var/lib/weft", "/run/weft", "/run/netns"} {
+	for _, p := range []string{"/opt/cni/bin", "/etc/cni/net.d", "/var/lib/weft", "/run/weft", "/proc/sys/net"} {
 		if !mounts[p] {
 			t.Fatalf("no host mount of %s", p)
+		}
+	}
+	if len(mounts) != 5 {
+		t.Fatalf("host mounts %v: the agent uses five", mounts)
+	}
+	// The agent asks for what it uses and nothing more.
+	if sc := spec.SecurityContext; sc == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Fatalf("pod security context %+v: want the runtime's default seccomp profile", sc)
+	}
+	for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+		sc := c.SecurityContext
+		if sc == nil || sc.Privileged != nil && *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+			sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.Capabilities == nil ||
+			len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+			t.Fatalf("container %s: security context %+v", c.Name, sc)
+		}
+		want := ""
+		if c.Name == "weft" {
+			want = "NET_ADMIN"
+		}
+		var got []string
+		for _, c := range sc.Capabilities.Add {
+			got = append(got, string(c))
+		}
+		if strings.Join(got, ",") != want {
+			t.Fatalf("container %s adds capabilities %v, want %q", c.Name, got, want)
 		}
 	}
 
@@ -168,6 +196,7 @@ func agentToken(t *testing.T, ds *appsv1.DaemonSet, node string) string {
 // The manifest's RBAC is enough for everything the agent's datastore does
 // (with the ServiceAccount's own token, not as admin), and no more.
 func TestManifestRBAC(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	ds := applyManifest(t)
 	a, b := uniq("a"), uniq("b")
 	createNode(t, admin(t), a)
@@ -192,7 +221,7 @@ func TestManifestRBAC(t *testing.T) {
 	publish(t, sa, record(a, la.Subnet, "192.0.2.1"))
 	publish(t, sb, record(b, acquire(t, sb, b).Subnet, "192.0.2.2"))
 	w := watch(t, sa)
-	labtest.Eventually(t, 10*time.Second, "watch with the agent's token", func() error {
+	testnet.Eventually(t, 10*time.Second, "watch with the agent's token", func() error {
 		if got := w.names(a, b); got != a+","+b {
 			return fmt.Errorf("set %q, store error %v", got, sa.Err())
 		}
@@ -212,7 +241,8 @@ func TestManifestRBAC(t *testing.T) {
 	_, forbidden["patch node status"] = as.CoreV1().Nodes().Patch(ctx, a, types.MergePatchType, []byte(`{"status":{"phase":"x"}}`), metav1.PatchOptions{}, "status")
 	_, forbidden["list secrets"] = as.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
 	_, forbidden["patch a configmap"] = as.CoreV1().ConfigMaps("kube-system").Patch(ctx, "weft-config", types.MergePatchType, []byte(`{"data":{"mtu":"1"}}`), metav1.PatchOptions{})
-	_, forbidden["list pods"] = as.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	forbidden["delete a pod"] = as.CoreV1().Pods("kube-system").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	_, forbidden["patch a namespace"] = as.CoreV1().Namespaces().Patch(ctx, "default", types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
 	_, forbidden["create a pod"] = as.CoreV1().Pods("kube-system").Create(ctx, podFromTemplate(ds, a), metav1.CreateOptions{})
 	_, forbidden["patch the daemonset"] = as.AppsV1().DaemonSets("kube-system").Patch(ctx, "weft", types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
 	_, forbidden["list leases"] = as.CoordinationV1().Leases("kube-system").List(ctx, metav1.ListOptions{})
@@ -225,7 +255,7 @@ func TestManifestRBAC(t *testing.T) {
 	// RBAC allows patching Nodes; the manifest's admission policy keeps
 	// the agent to the Node its pod runs on (the API server loads a new
 	// policy within a second or so).
-	labtest.Eventually(t, 20*time.Second, "patching another node is refused", func() error {
+	testnet.Eventually(t, 20*time.Second, "patching another node is refused", func() error {
 		_, err := as.CoreV1().Nodes().Patch(ctx, b, types.MergePatchType,
 			[]byte(`{"metadata":{"annotations":{"weft.dev/underlay-ip":"192.0.2.66"}}}`), metav1.PatchOptions{})
 		if !apierrors.IsForbidden(err) {
@@ -235,4 +265,28 @@ func TestManifestRBAC(t *testing.T) {
 	})
 	// ...while its own Node stays writable.
 	publish(t, sa, record(a, la.Subnet, "192.0.2.1"))
+
+	// On its own Node, the agent may touch only Weft's annotations: not
+	// labels, taints, schedulability or anyone else's annotations.
+	if _, err := admin(t).CoreV1().Nodes().Patch(ctx, a, types.MergePatchType, []byte(`{"metadata":{"annotations":{"example.com/keep":"1"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for what, patch := range map[string]string{
+		"a label":              `{"metadata":{"labels":{"node-role.kubernetes.io/control-plane":""}}}`,
+		"another annotation":   `{"metadata":{"annotations":{"example.com/owner":"weft"}}}`,
+		"a taint":              `{"spec":{"taints":[{"key":"x","effect":"NoSchedule"}]}}`,
+		"unschedulable":        `{"spec":{"unschedulable":true}}`,
+		"the provider ID":      `{"spec":{"providerID":"evil://1"}}`,
+		"a finalizer":          `{"metadata":{"finalizers":["example.com/stay"]}}`,
+		"a weft and a foreign": `{"metadata":{"annotations":{"weft.dev/version":"x","example.com/a":"b"}}}`,
+		"remove a foreign one": `{"metadata":{"annotations":{"example.com/keep":null}}}`,
+	} {
+		_, err := as.CoreV1().Nodes().Patch(ctx, a, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("the agent changing %s on its own Node: got %v, want Forbidden", what, err)
+		}
+	}
+	if _, err := as.CoreV1().Nodes().Patch(ctx, a, types.MergePatchType, []byte(`{"metadata":{"annotations":{"weft.dev/version":"test"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Errorf("the agent setting a weft.dev annotation on its own Node: %v", err)
+	}
 }

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftnet/weft/internal/controlplane"
-	"github.com/weftnet/weft/internal/labtest"
 )
 
 // While the API server is down the store keeps quiet (the caller keeps
@@ -17,6 +18,7 @@ import (
 // writes; when it is back, the watch resumes on its own and catches up
 // with what changed.
 func TestKubeStoreAPIServerDown(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	// A control plane of its own: after an outage, kube-controller-manager
 	// takes a while to resync, which other tests should not wait for.
 	controlPlane := controlplane.StartT(t, controlplane.Options{Prefix: "wtk-kube"})
@@ -37,7 +39,7 @@ func TestKubeStoreAPIServerDown(t *testing.T) {
 
 	controlPlane.StopAPIServer()
 	down := time.Now()
-	labtest.Eventually(t, 30*time.Second, "the watch reports the API server down", func() error {
+	testnet.Eventually(t, 30*time.Second, "the watch reports the API server down", func() error {
 		if sa.Err() == nil {
 			return errors.New("Err() is nil")
 		}
@@ -66,7 +68,7 @@ func TestKubeStoreAPIServerDown(t *testing.T) {
 	}
 	w.waitNames(t, 30*time.Second, "the watch resumes and b leaves", a, a, b)
 	t.Logf("the watch caught up %s after the API server was ready again", time.Since(back).Round(time.Millisecond))
-	labtest.Eventually(t, 10*time.Second, "the store is healthy again", func() error {
+	testnet.Eventually(t, 10*time.Second, "the store is healthy again", func() error {
 		if err := sa.Publish(context.Background(), ra); err != nil {
 			return err
 		}

@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
 	"github.com/weftnet/weft/internal/cluster"
-	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/store/kubestore"
 )
@@ -24,7 +25,7 @@ var clusterCIDR = netip.MustParsePrefix("10.244.0.0/16")
 
 func newStore(t *testing.T, cfg *rest.Config, node string) *kubestore.Store {
 	t.Helper()
-	s, err := kubestore.New(kubestore.Config{Client: dynClient(t, cfg), NodeName: node, ClusterCIDR: clusterCIDR})
+	s, err := kubestore.Open(kubestore.Config{Client: dynClient(t, cfg), NodeName: node, ClusterCIDR: clusterCIDR})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func (w *watcher) count() int {
 // waitNames waits until the set's node names among only are want.
 func (w *watcher) waitNames(t *testing.T, timeout time.Duration, what, want string, only ...string) {
 	t.Helper()
-	labtest.Eventually(t, timeout, what, func() error {
+	testnet.Eventually(t, timeout, what, func() error {
 		if got := w.names(only...); got != want {
 			return fmt.Errorf("set %s", got)
 		}
@@ -119,6 +120,7 @@ func record(name string, sub netip.Prefix, ip string) cluster.Node {
 // agent started before its Node is registered waits for it; a restarted
 // agent gets the same subnet; a deleted Node loses it.
 func TestKubeStoreLeaseIsPodCIDR(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	cs := admin(t)
 	name := uniq("lease")
 	s := newStore(t, controlPlane.RESTConfig(), name)
@@ -131,11 +133,11 @@ func TestKubeStoreLeaseIsPodCIDR(t *testing.T) {
 	}
 	got := make(chan res, 1)
 	go func() {
-		l, err := s.AcquireLease(ctx, name)
+		l, err := s.AcquireLease(ctx, name, netip.Prefix{})
 		got <- res{l, err}
 	}()
 	// The agent is waiting for a Node that does not exist yet.
-	labtest.Eventually(t, 10*time.Second, "store reports the missing node", func() error {
+	testnet.Eventually(t, 10*time.Second, "store reports the missing node", func() error {
 		if s.Err() == nil {
 			return errors.New("no error yet")
 		}
@@ -163,7 +165,7 @@ func TestKubeStoreLeaseIsPodCIDR(t *testing.T) {
 		t.Fatalf("Err after success: %v", s.Err())
 	}
 
-	again, err := newStore(t, controlPlane.RESTConfig(), name).AcquireLease(ctx, name)
+	again, err := newStore(t, controlPlane.RESTConfig(), name).AcquireLease(ctx, name, netip.Prefix{})
 	if err != nil || again.Subnet != r.l.Subnet {
 		t.Fatalf("restarted agent got %v, %v; want %s", again, err, r.l.Subnet)
 	}
@@ -181,16 +183,17 @@ func TestKubeStoreLeaseIsPodCIDR(t *testing.T) {
 // A podCIDR outside the cluster CIDR Weft was given is a clear error, not
 // a datapath that silently masquerades pod traffic.
 func TestKubeStoreRejectsPodCIDROutsideClusterCIDR(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	cs := admin(t)
 	name := uniq("out")
 	createNode(t, cs, name)
-	s, err := kubestore.New(kubestore.Config{Client: dynClient(t, controlPlane.RESTConfig()), NodeName: name, ClusterCIDR: netip.MustParsePrefix("10.99.0.0/16")})
+	s, err := kubestore.Open(kubestore.Config{Client: dynClient(t, controlPlane.RESTConfig()), NodeName: name, ClusterCIDR: netip.MustParsePrefix("10.99.0.0/16")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err = s.AcquireLease(ctx, name)
+	_, err = s.AcquireLease(ctx, name, netip.Prefix{})
 	if err == nil || !strings.Contains(err.Error(), "outside Weft's cluster CIDR 10.99.0.0/16") {
 		t.Fatalf("AcquireLease: %v", err)
 	}
@@ -200,7 +203,7 @@ func acquire(t *testing.T, s store.Store, node string) store.Lease {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	l, err := s.AcquireLease(ctx, node)
+	l, err := s.AcquireLease(ctx, node, netip.Prefix{})
 	if err != nil {
 		t.Fatalf("AcquireLease(%s): %v", node, err)
 	}
@@ -218,6 +221,7 @@ func publish(t *testing.T, s store.Store, n cluster.Node) {
 // every watcher's full set; Nodes without Weft are not peers; a changed
 // record and a deleted Node reach the watchers.
 func TestKubeStorePublishAndWatch(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	cs := admin(t)
 	a, b, c := uniq("a"), uniq("b"), uniq("c")
 	for _, n := range []string{a, b, c} {
@@ -240,7 +244,7 @@ func TestKubeStorePublishAndWatch(t *testing.T) {
 	}
 
 	w := watch(t, sa)
-	labtest.Eventually(t, 10*time.Second, "watch shows a and b", func() error {
+	testnet.Eventually(t, 10*time.Second, "watch shows a and b", func() error {
 		set := w.set()
 		if set[a] != ra || set[b] != rb {
 			return fmt.Errorf("got %+v", set)
@@ -262,7 +266,7 @@ func TestKubeStorePublishAndWatch(t *testing.T) {
 	// A VTEP MAC that changes (the node rebooted) reaches the peers.
 	rb.VTEPMAC = "02:00:00:00:00:99"
 	publish(t, sb, rb)
-	labtest.Eventually(t, 10*time.Second, "watch shows b's new MAC", func() error {
+	testnet.Eventually(t, 10*time.Second, "watch shows b's new MAC", func() error {
 		if got := w.set()[b].VTEPMAC; got != rb.VTEPMAC {
 			return fmt.Errorf("MAC %q", got)
 		}
@@ -298,6 +302,7 @@ func TestKubeStorePublishAndWatch(t *testing.T) {
 // An agent that was not running while a Node was deleted sees the current
 // set when it starts again, without that Node.
 func TestKubeStoreMissedDelete(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	cs := admin(t)
 	a, b := uniq("a"), uniq("b")
 	createNode(t, cs, a)
@@ -313,7 +318,7 @@ func TestKubeStoreMissedDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	w2 := watch(t, newStore(t, controlPlane.RESTConfig(), a))
-	labtest.Eventually(t, 10*time.Second, "first set after restart", func() error {
+	testnet.Eventually(t, 10*time.Second, "first set after restart", func() error {
 		calls := w2.count()
 		if calls == 0 {
 			return errors.New("no set yet")
@@ -327,6 +332,7 @@ func TestKubeStoreMissedDelete(t *testing.T) {
 
 // A Node with malformed Weft annotations is left out; the others are not.
 func TestKubeStoreMalformedRecord(t *testing.T) {
+	testnet.RequireRoot(t, needsRoot)
 	cs := admin(t)
 	a, bad := uniq("a"), uniq("bad")
 	createNode(t, cs, a)
@@ -339,7 +345,7 @@ func TestKubeStoreMalformedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := watch(t, sa)
-	labtest.Eventually(t, 10*time.Second, "set", func() error {
+	testnet.Eventually(t, 10*time.Second, "set", func() error {
 		calls := w.count()
 		if calls == 0 {
 			return errors.New("no set yet")

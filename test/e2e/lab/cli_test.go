@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/testbin"
@@ -85,7 +87,7 @@ func TestLabDownAfterCrashedUp(t *testing.T) {
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}
-	labtest.Eventually(t, 30*time.Second, "an agent of the lab runs", func() error {
+	testnet.Eventually(t, 30*time.Second, "an agent of the lab runs", func() error {
 		for _, pid := range labtest.Processes(name) {
 			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); bytes.Contains(b, []byte("agent")) {
 				return nil

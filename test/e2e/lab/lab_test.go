@@ -10,12 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/store"
+	"github.com/weftnet/weft/internal/store/etcdstore"
 )
 
 // Each backend gets one 3-node lab with 2 pods a node, shared by its
@@ -143,9 +146,9 @@ func peerAppearsEverywhere(t *testing.T, l *lab.Lab) {
 	ul := l.Nodes[0].UnderlayIP.As4()
 	ul[3] = 200
 	peer := cluster.Node{Name: "ghost", UnderlayIP: netip.AddrFrom4(ul), Subnet: netip.MustParsePrefix("10.244.200.0/24"),
-		VTEPMAC: "0e:77:00:00:00:c8", Backend: l.Backend}
+		VTEPMAC: fmt.Sprintf("0e:76:%02x:%02x:%02x:%02x", ul[0], ul[1], ul[2], ul[3]), Backend: l.Backend}
 	b, _ := json.Marshal(peer)
-	subnetKey, nodeKey := "/weft/subnets/10.244.200.0-24", "/weft/nodes/ghost"
+	subnetKey, nodeKey := etcdstore.SubnetKey(etcdstore.DefaultPrefix, peer.Subnet), etcdstore.NodeKey(etcdstore.DefaultPrefix, peer.Name)
 	if _, err := cli.Txn(ctx).Then(clientv3.OpPut(subnetKey, "ghost"), clientv3.OpPut(nodeKey, string(b))).Commit(); err != nil {
 		t.Fatalf("write peer record: %v", err)
 	}
@@ -160,11 +163,11 @@ func peerAppearsEverywhere(t *testing.T, l *lab.Lab) {
 			return nil
 		}
 	}
-	labtest.Eventually(t, 30*time.Second, "every node programs a new peer", routed(true))
+	testnet.Eventually(t, 30*time.Second, "every node programs a new peer", routed(true))
 	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete(subnetKey), clientv3.OpDelete(nodeKey)).Commit(); err != nil {
 		t.Fatalf("delete peer record: %v", err)
 	}
-	labtest.Eventually(t, 30*time.Second, "every node forgets a removed peer", routed(false))
+	testnet.Eventually(t, 30*time.Second, "every node forgets a removed peer", routed(false))
 }
 
 // leave removes a node and waits until no peer holds a route, neighbour
@@ -199,15 +202,12 @@ func leave(t *testing.T, l *lab.Lab, node string) {
 			t.Errorf("left on %s after cleanup: %s", node, line)
 		}
 	}
-	if strings.Contains(k.NFT, "weft") {
-		t.Errorf("nftables of %s after cleanup:\n%s", node, k.NFT)
-	}
 	if err := l.RemoveNode(context.Background(), node); err != nil {
 		t.Fatal(err)
 	}
 	datastoreReachable(t, l)
 	for _, p := range peers {
-		labtest.Eventually(t, 15*time.Second, "peer "+p+" forgets "+node, func() error {
+		testnet.Eventually(t, 15*time.Second, "peer "+p+" forgets "+node, func() error {
 			if left := labtest.Kernel(t, l, p).Mentioning(traces...); len(left) > 0 {
 				return fmt.Errorf("still there:\n%s", strings.Join(left, "\n"))
 			}
@@ -221,10 +221,10 @@ func leave(t *testing.T, l *lab.Lab, node string) {
 // stream into that node and restarts it: no echo is lost, and once the
 // new agent is ready the node's kernel state is what it was.
 func kill9(t *testing.T, l *lab.Lab, from, node string) {
-	before := labtest.Kernel(t, l, node).String()
+	before := labtest.Kernel(t, l, node)
 	s := stream(t, labtest.PodOn(t, l, from), labtest.PodOn(t, l, node), 300, 10*time.Millisecond)
 	// The kill must land inside the stream, after traffic flows.
-	labtest.Eventually(t, 5*time.Second, "the stream flows", func() error {
+	testnet.Eventually(t, 5*time.Second, "the stream flows", func() error {
 		if s.Received() < 20 {
 			return fmt.Errorf("%d replies", s.Received())
 		}
@@ -241,8 +241,8 @@ func kill9(t *testing.T, l *lab.Lab, from, node string) {
 		t.Fatal(err)
 	}
 	t.Logf("agent of %s killed and ready again in %s", node, time.Since(killed).Round(time.Millisecond))
-	if after := labtest.Kernel(t, l, node).String(); after != before {
-		t.Errorf("kernel state of %s after the restart differs:\nbefore\n%s\nafter\n%s", node, before, after)
+	if d := before.Diff(labtest.Kernel(t, l, node)); d != "" {
+		t.Errorf("kernel state of %s after the restart differs (- before, + after):\n%s", node, d)
 	}
 	if s.Received() == 300 {
 		t.Errorf("the stream ended before the agent was back: the check proves nothing")
@@ -254,16 +254,18 @@ func kill9(t *testing.T, l *lab.Lab, from, node string) {
 	if r.Lost() != 0 {
 		t.Errorf("%d of %d echoes lost across the agent's kill -9 and restart", r.Lost(), r.Sent)
 	}
-	if after := labtest.Kernel(t, l, node).String(); after != before {
-		t.Errorf("kernel state of %s after the stream differs:\nbefore\n%s\nafter\n%s", node, before, after)
+	if d := before.Diff(labtest.Kernel(t, l, node)); d != "" {
+		t.Errorf("kernel state of %s after the stream differs (- before, + after):\n%s", node, d)
 	}
 }
 
-// vtepMACChange: node's record in the datastore announces another VTEP
-// MAC (its agent is down meanwhile, as after a reboot): every peer moves
-// its neighbour and FDB entries to the new MAC and keeps nothing of the
-// old one. When the node's agent comes back and publishes its real MAC,
-// every peer follows again and the matrix is full.
+// vtepMACChange: node's record in the datastore announces a VTEP MAC that
+// its underlay address does not derive (its agent is down meanwhile): every
+// peer refuses the record and keeps nothing for it, neither the forged MAC
+// nor the old one, since a record pointing another node's MAC at itself
+// would take that node's traffic. When the node's agent comes back and
+// publishes its real MAC, every peer programs it again and the matrix is
+// full.
 func vtepMACChange(t *testing.T, l *lab.Lab, node string) {
 	n, err := l.Node(node)
 	if err != nil {
@@ -295,7 +297,7 @@ func vtepMACChange(t *testing.T, l *lab.Lab, node string) {
 	}
 	defer cli.Close()
 	ctx := context.Background()
-	key := "/weft/nodes/" + node
+	key := etcdstore.NodeKey(etcdstore.DefaultPrefix, node)
 	resp, err := cli.Get(ctx, key)
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("read %s: %v (%d keys)", key, err, len(resp.Kvs))
@@ -334,8 +336,16 @@ func vtepMACChange(t *testing.T, l *lab.Lab, node string) {
 			}
 		}
 	}
+	refuses := func(p string) func() error {
+		return func() error {
+			if have := labtest.Kernel(t, l, p).Mentioning(fake, real); len(have) > 0 {
+				return fmt.Errorf("entries for the forged record remain:\n%s", strings.Join(have, "\n"))
+			}
+			return nil
+		}
+	}
 	for _, p := range peers {
-		labtest.Eventually(t, 15*time.Second, p+" follows "+node+"'s new VTEP MAC", follows(fake, real)(p))
+		testnet.Eventually(t, 15*time.Second, p+" refuses "+node+"'s forged VTEP MAC", refuses(p))
 	}
 	if err := l.StartAgent(node); err != nil {
 		t.Fatal(err)
@@ -345,7 +355,7 @@ func vtepMACChange(t *testing.T, l *lab.Lab, node string) {
 		t.Fatal(err)
 	}
 	for _, p := range peers {
-		labtest.Eventually(t, 15*time.Second, p+" follows "+node+"'s republished VTEP MAC", follows(real, fake)(p))
+		testnet.Eventually(t, 15*time.Second, p+" follows "+node+"'s republished VTEP MAC", follows(real, fake)(p))
 	}
 	fullMatrix(t, l)
 }

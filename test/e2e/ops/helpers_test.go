@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
@@ -153,7 +155,7 @@ func setLink(t *testing.T, nsName, link string, change func(netlink.Link) error)
 func waitReachable(t *testing.T, l *lab.Lab, node string, peers ...string) {
 	t.Helper()
 	for _, peer := range peers {
-		labtest.Eventually(t, 15*time.Second, node+"'s agent reaching "+peer, func() error {
+		testnet.Eventually(t, 15*time.Second, node+"'s agent reaching "+peer, func() error {
 			p, err := peerState(t, l, node, peer)
 			if err == nil && p.State != agentapi.Reachable {
 				err = fmt.Errorf("%s is %s (%s)", peer, p.State, p.LastError)

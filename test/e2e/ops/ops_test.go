@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testnet"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
@@ -22,7 +24,6 @@ import (
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/doctor"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/preflight"
@@ -62,8 +63,8 @@ func statusOfNode(t *testing.T, l *lab.Lab) {
 		t.Errorf("status: node %q subnet %s peers %d, want n1 %s 2", st.Node, st.Subnet, st.Peers, n.Subnet)
 	}
 	ds := st.Datastore
-	if ds.Kind != "etcd" || ds.Endpoint == "" || ds.Endpoint != l.State.Datastore.Endpoint || !ds.Healthy {
-		t.Errorf("status datastore %+v, want etcd at %s, healthy", ds, l.State.Datastore.Endpoint)
+	if ds.Kind != "etcd" || ds.Endpoint == "" || ds.Endpoint != l.State.Datastore.Endpoint || !ds.Healthy || ds.LastContact.IsZero() {
+		t.Errorf("status datastore %+v, want etcd at %s, healthy, with a last contact", ds, l.State.Datastore.Endpoint)
 	}
 	if st.Pods < 1 || st.AddressesUsed != st.Pods || st.AddressesFree < 1 {
 		t.Errorf("status pods %d, addresses used %d free %d", st.Pods, st.AddressesUsed, st.AddressesFree)
@@ -134,7 +135,7 @@ func peerCutOff(t *testing.T, l *lab.Lab) {
 			return err
 		}
 	}
-	labtest.Eventually(t, 15*time.Second, "n2 reachable before the cut", want(agentapi.Reachable))
+	testnet.Eventually(t, 15*time.Second, "n2 reachable before the cut", want(agentapi.Reachable))
 
 	setLink(t, l.Underlay, "n2", netlink.LinkSetDown)
 	restored := false
@@ -145,7 +146,7 @@ func peerCutOff(t *testing.T, l *lab.Lab) {
 		}
 	}
 	defer restore()
-	labtest.Eventually(t, 15*time.Second, "weft peers on n1 showing n2 unreachable", want(agentapi.Unreachable))
+	testnet.Eventually(t, 15*time.Second, "weft peers on n1 showing n2 unreachable", want(agentapi.Unreachable))
 	out, _ := weftOn(t, l, "n1", "peers")
 	if !strings.Contains(out, "UNREACHABLE") {
 		t.Errorf("weft peers does not show the cut-off peer:\n%s", out)
@@ -164,7 +165,7 @@ func peerCutOff(t *testing.T, l *lab.Lab) {
 	}
 
 	restore()
-	labtest.Eventually(t, 20*time.Second, "n2 reachable again", want(agentapi.Reachable))
+	testnet.Eventually(t, 20*time.Second, "n2 reachable again", want(agentapi.Reachable))
 }
 
 // A pod's container goes without a CNI DEL (its namespace, and with it
@@ -180,7 +181,7 @@ func leakedAddress(t *testing.T, l *lab.Lab) {
 		t.Fatal(err)
 	}
 	var leak doctor.Finding
-	labtest.Eventually(t, 15*time.Second, "doctor reporting the leak", func() error {
+	testnet.Eventually(t, 15*time.Second, "doctor reporting the leak", func() error {
 		rep, _ := runDoctor(t, l, "n1")
 		for _, f := range rep.Findings {
 			if f.Check == "IPAM" && f.Result == doctor.Fail && strings.Contains(f.Detail, pod.IP.String()) {

@@ -1,0 +1,570 @@
+package netpol
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"hash/fnv"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Compile computes the node's desired State from the cluster's policies,
+// pods and namespaces. It never fails: inputs are checked where they are
+// decoded.
+func Compile(in Input) *State { return (&Compiler{}).Compile(in) }
+
+// Compiler compiles again and again (an agent's every change), reusing
+// the pod address sets and named-port sets of its previous compile whose
+// inputs did not change: a set remembers a fingerprint of the pods (and,
+// for namespace selectors, the namespaces) it was computed from, so that a
+// stale set is impossible, not merely unlikely to be used. Not safe for
+// concurrent use.
+type Compiler struct {
+	addrs  map[string]cached[[]netip.Addr]
+	tuples map[string]cached[[]Tuple]
+}
+
+type cached[T any] struct {
+	fp uint64
+	v  T
+}
+
+// Compile is the package's Compile, with the Compiler's memory.
+func (k *Compiler) Compile(in Input) *State {
+	c := newCompiler(in)
+	c.prev = k
+	c.nextAddrs, c.nextTuples = map[string]cached[[]netip.Addr]{}, map[string]cached[[]Tuple]{}
+	defer func() { k.addrs, k.tuples = c.nextAddrs, c.nextTuples }()
+	st := c.st
+	st.NodeCIDRs = slices.Clone(in.NodeCIDRs)
+	st.Guarded = len(in.Policies) > 0
+
+	policies := make([]*Policy, len(in.Policies))
+	for i := range in.Policies {
+		policies[i] = &in.Policies[i]
+	}
+	sort.Slice(policies, func(i, j int) bool { return policies[i].ID() < policies[j].ID() })
+
+	// Which policies isolate each local pod, per direction.
+	type isolation struct{ in, out []*Policy }
+	iso := map[*Pod]*isolation{}
+	for _, p := range policies {
+		if !p.IngressIsolates && !p.EgressIsolates {
+			continue
+		}
+		for _, pod := range c.local[p.Namespace] {
+			if !p.PodSelector.Matches(pod.Labels) {
+				continue
+			}
+			s := iso[pod]
+			if s == nil {
+				s = &isolation{}
+				iso[pod] = s
+			}
+			if p.IngressIsolates {
+				s.in = append(s.in, p)
+			}
+			if p.EgressIsolates {
+				s.out = append(s.out, p)
+			}
+		}
+	}
+
+	for _, ns := range sortedKeys(c.local) {
+		for _, pod := range c.local[ns] {
+			st.Known = append(st.Known, pod.IP)
+			s := iso[pod]
+			if s == nil {
+				continue
+			}
+			if len(s.in) > 0 {
+				st.Ingress[pod.IP] = c.chain(In, pod, s.in)
+			}
+			if len(s.out) > 0 {
+				st.Egress[pod.IP] = c.chain(Out, pod, s.out)
+			}
+		}
+	}
+	slices.SortFunc(st.Known, func(a, b netip.Addr) int { return a.Compare(b) })
+	return st
+}
+
+type compiler struct {
+	in     Input
+	st     *State
+	nsLbl  map[string]map[string]string
+	byNS   map[string][]*Pod // every selectable pod, by namespace
+	all    []*Pod
+	local  map[string][]*Pod // this node's selectable pods, by namespace
+	peers  map[string][]*Pod // pod peer key → its pods
+	chains map[string]string // chain content key → name
+	rules  map[ruleMemo][]VRule
+	// byPolicies maps the policies (and named-port numbers) a pod's
+	// chain comes from to the chain's name.
+	byPolicies map[string]string
+
+	// Fingerprints of the inputs that sets are computed from: the
+	// selectable pods of each namespace, of all namespaces, and the
+	// namespaces' labels. prev's sets with the same fingerprint are
+	// reused; next collects this compile's sets for the next one.
+	nsNames              []string            // namespaces with selectable pods, sorted
+	nsMatch              map[string][]string // namespace selector → matching nsNames
+	fpNS                 map[string]uint64
+	fpPods, fpNamespaces uint64
+	prev                 *Compiler
+	nextAddrs            map[string]cached[[]netip.Addr]
+	nextTuples           map[string]cached[[]Tuple]
+}
+
+// ruleMemo identifies a compiled rule: the same for every pod a policy
+// selects, except that ingress named ports resolve to each pod's numbers.
+type ruleMemo struct {
+	p     *Policy
+	dir   Direction
+	index int
+	named string
+}
+
+// ruleFor is rule, computed once per policy rule and named-port numbers.
+func (c *compiler) ruleFor(dir Direction, pod *Pod, p *Policy, index int, r Rule) []VRule {
+	key := ruleMemo{p: p, dir: dir, index: index}
+	if dir == In {
+		for _, pt := range r.Ports {
+			if pt.Name != "" {
+				n, _ := pod.port(pt.Name, pt.Protocol)
+				key.named += pt.Name + "=" + strconv.Itoa(int(n)) + ","
+			}
+		}
+	}
+	if vr, ok := c.rules[key]; ok {
+		return vr
+	}
+	vr := c.rule(dir, pod, p, r)
+	c.rules[key] = vr
+	return vr
+}
+
+func newCompiler(in Input) *compiler {
+	c := &compiler{in: in, nsLbl: map[string]map[string]string{},
+		byNS: map[string][]*Pod{}, local: map[string][]*Pod{}, fpNS: map[string]uint64{}, nsMatch: map[string][]string{},
+		peers: map[string][]*Pod{}, chains: map[string]string{}, rules: map[ruleMemo][]VRule{}, byPolicies: map[string]string{},
+		st: &State{AddrSets: map[string][]netip.Addr{}, CIDRSets: map[string][]AddrRange{},
+			TupleSets: map[string][]Tuple{}, PortSets: map[string][]PortRange{},
+			Chains: map[string]*Chain{}, Ingress: map[netip.Addr]string{}, Egress: map[netip.Addr]string{}}}
+	for _, ns := range in.Namespaces {
+		c.nsLbl[ns.Name] = ns.Labels
+		c.fpNamespaces += fingerprint(ns.Name, ns.Labels, nil, netip.Addr{})
+	}
+	for i := range in.Pods {
+		p := &in.Pods[i]
+		// Only pods with an IPv4 address of their own take part: Weft's
+		// pod network is IPv4, and host-network pods are not selectable.
+		if p.HostNetwork || !p.IP.Is4() {
+			continue
+		}
+		c.byNS[p.Namespace] = append(c.byNS[p.Namespace], p)
+		c.all = append(c.all, p)
+		fp := fingerprint(p.Namespace+"/"+p.Name, p.Labels, p.Ports, p.IP)
+		c.fpNS[p.Namespace] += fp
+		c.fpPods += fp
+		if p.Node == in.Node && inAny(in.NodeCIDRs, p.IP) {
+			c.local[p.Namespace] = append(c.local[p.Namespace], p)
+		}
+	}
+	c.nsNames = sortedKeys(c.byNS)
+	return c
+}
+
+// nsLabels returns a namespace's labels. A namespace the informer has not
+// delivered yet still carries the label the API server puts on every
+// namespace, so that selectors on the name work from the start.
+func (c *compiler) nsLabels(name string) map[string]string {
+	if l, ok := c.nsLbl[name]; ok {
+		return l
+	}
+	return map[string]string{"kubernetes.io/metadata.name": name}
+}
+
+// chain returns the name of the chain that holds pod's verdicts for dir
+// under the given policies, making it when no pod needed it before. Pods
+// with the same rules (and policies) share one chain.
+func (c *compiler) chain(dir Direction, pod *Pod, pols []*Policy) string {
+	// Pods selected by the same policies, whose named ports (if any rule
+	// names one) resolve alike, get the same chain: found without
+	// compiling their rules again.
+	var mk strings.Builder
+	mk.WriteByte(byte('0' + dir))
+	for _, p := range pols {
+		mk.WriteString("|" + p.ID())
+		if dir != In {
+			continue
+		}
+		for _, r := range p.Ingress {
+			for _, pt := range r.Ports {
+				if pt.Name != "" {
+					n, _ := pod.port(pt.Name, pt.Protocol)
+					mk.WriteString("," + strconv.Itoa(int(n)))
+				}
+			}
+		}
+	}
+	if name, ok := c.byPolicies[mk.String()]; ok {
+		return name
+	}
+	name := c.compileChain(dir, pod, pols)
+	c.byPolicies[mk.String()] = name
+	return name
+}
+
+func (c *compiler) compileChain(dir Direction, pod *Pod, pols []*Policy) string {
+	seen := map[string]bool{}
+	var rules []VRule
+	ids := make([]string, len(pols))
+	for i, p := range pols {
+		ids[i] = p.ID()
+		rs := p.Ingress
+		if dir == Out {
+			rs = p.Egress
+		}
+		for i := range rs {
+			for _, vr := range c.ruleFor(dir, pod, p, i, rs[i]) {
+				if k := vr.Key(); !seen[k] {
+					seen[k] = true
+					rules = append(rules, vr)
+				}
+			}
+		}
+	}
+	sort.Slice(rules, func(i, j int) bool { return rules[i].Key() < rules[j].Key() })
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(int(dir)))
+	for _, id := range ids {
+		b.WriteString("|" + id)
+	}
+	for _, r := range rules {
+		b.WriteString("|" + r.Key())
+	}
+	key := b.String()
+	if name, ok := c.chains[key]; ok {
+		return name
+	}
+	prefix := "in-"
+	if dir == Out {
+		prefix = "eg-"
+	}
+	name := prefix + hash(key)
+	c.chains[key] = name
+	c.st.Chains[name] = &Chain{Dir: dir, Policies: ids, Rules: rules}
+	return name
+}
+
+// rule compiles one from/to rule of p for pod: one VRule per peer and
+// protocol. Ingress named ports are resolved on pod itself; egress named
+// ports on each destination pod, which is why they become tuple sets.
+func (c *compiler) rule(dir Direction, pod *Pod, p *Policy, r Rule) []VRule {
+	type peerRef struct {
+		kind PeerKind
+		set  string
+	}
+	var refs []peerRef
+	if len(r.Peers) == 0 {
+		refs = []peerRef{{AnyPeer, ""}}
+	}
+	for _, pe := range r.Peers {
+		if pe.IPBlock != nil {
+			ranges := blockRanges(*pe.IPBlock)
+			if ranges == nil {
+				continue // an IPv6 block never matches an IPv4 pod's traffic
+			}
+			name := "cidr-" + hash(rangesKey(ranges))
+			c.st.CIDRSets[name] = ranges
+			refs = append(refs, peerRef{CIDRPeer, name})
+			continue
+		}
+		name := c.podPeerSet(p, pe)
+		refs = append(refs, peerRef{AddrPeer, name})
+	}
+
+	// Numbered ports, grouped per protocol; a protocol with a port-less
+	// entry allows all its ports.
+	ranges := map[uint8][]PortRange{}
+	allPorts := map[uint8]bool{}
+	var named []Port
+	for _, pt := range r.Ports {
+		switch {
+		case pt.Name != "" && dir == Out:
+			named = append(named, pt)
+		case pt.Name != "":
+			if n, ok := pod.port(pt.Name, pt.Protocol); ok {
+				ranges[pt.Protocol] = append(ranges[pt.Protocol], PortRange{n, n})
+			}
+		case pt.Port == 0:
+			allPorts[pt.Protocol] = true
+		default:
+			last := pt.Port
+			if pt.EndPort > pt.Port {
+				last = pt.EndPort
+			}
+			ranges[pt.Protocol] = append(ranges[pt.Protocol], PortRange{pt.Port, last})
+		}
+	}
+	var out []VRule
+	for _, ref := range refs {
+		if len(r.Ports) == 0 {
+			out = append(out, VRule{Kind: ref.kind, Set: ref.set})
+			continue
+		}
+		for _, proto := range []uint8{TCP, UDP, SCTP} {
+			if allPorts[proto] {
+				out = append(out, VRule{Kind: ref.kind, Set: ref.set, Proto: proto})
+			} else if rs := ranges[proto]; len(rs) > 0 {
+				rs = mergePorts(rs)
+				name := "port-" + hash(portsKey(rs))
+				c.st.PortSets[name] = rs
+				out = append(out, VRule{Kind: ref.kind, Set: ref.set, Proto: proto, Ports: name})
+			}
+		}
+	}
+	for _, pt := range named {
+		out = append(out, VRule{Kind: TuplePeer, Set: c.namedPortSet(p, r.Peers, pt)})
+	}
+	return out
+}
+
+// podPeerSet names (and fills, once) the address set of the pods a
+// selector peer of policy p chooses.
+func (c *compiler) podPeerSet(p *Policy, pe Peer) string {
+	name := "pods-" + hash(peerKey(p, pe))
+	if _, ok := c.st.AddrSets[name]; ok {
+		return name
+	}
+	fp := c.peerFP(p, pe)
+	if old, ok := c.prev.addrs[name]; ok && old.fp == fp {
+		c.st.AddrSets[name] = old.v
+		c.nextAddrs[name] = old
+		return name
+	}
+	pods := c.peerPods(p, pe)
+	addrs := make([]netip.Addr, 0, len(pods))
+	for _, q := range pods {
+		addrs = append(addrs, q.IP)
+	}
+	addrs = sortAddrs(addrs)
+	c.st.AddrSets[name] = addrs
+	c.nextAddrs[name] = cached[[]netip.Addr]{fp, addrs}
+	return name
+}
+
+// peerFP fingerprints what a selector peer's pods are computed from: a
+// pod selector alone reads the pods of the policy's namespace; a namespace
+// selector reads the namespaces' labels and the pods of those it matches.
+func (c *compiler) peerFP(p *Policy, pe Peer) uint64 {
+	if pe.NamespaceSelector == nil {
+		return c.fpNS[p.Namespace]
+	}
+	fp := c.fpNamespaces * 0x9e3779b97f4a7c15
+	for _, ns := range c.matchingNamespaces(pe.NamespaceSelector) {
+		fp += mix(c.fpNS[ns] ^ fingerprint(ns, nil, nil, netip.Addr{}))
+	}
+	return fp
+}
+
+// matchingNamespaces lists the namespaces with pods whose labels match s.
+func (c *compiler) matchingNamespaces(s *Selector) []string {
+	key := s.canonical()
+	if nss, ok := c.nsMatch[key]; ok {
+		return nss
+	}
+	var nss []string
+	for _, ns := range c.nsNames {
+		if s.Matches(c.nsLabels(ns)) {
+			nss = append(nss, ns)
+		}
+	}
+	c.nsMatch[key] = nss
+	return nss
+}
+
+// fingerprint hashes what sets are computed from, independently of the
+// order of labels and ports; sums of fingerprints stand for collections.
+func fingerprint(id string, labels map[string]string, ports []NamedPort, ip netip.Addr) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	b, _ := ip.MarshalBinary()
+	h.Write(b)
+	sum := h.Sum64()
+	for k, v := range labels {
+		h.Reset()
+		h.Write([]byte(k + "\x00" + v))
+		sum += mix(h.Sum64())
+	}
+	for _, p := range ports {
+		h.Reset()
+		h.Write([]byte(p.Name + "\x00" + strconv.Itoa(int(p.Protocol)) + "/" + strconv.Itoa(int(p.Port))))
+		sum += mix(h.Sum64() + 1)
+	}
+	return mix(sum)
+}
+
+// mix is a 64-bit finaliser (splitmix64's), so that sums of fingerprints
+// do not cancel out.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+func peerKey(p *Policy, pe Peer) string {
+	scope := "ns=" + p.Namespace
+	if pe.NamespaceSelector != nil {
+		scope = "nssel=" + pe.NamespaceSelector.canonical()
+	}
+	return scope + " pods=" + pe.PodSelector.canonical()
+}
+
+// peerPods lists the pods a selector peer chooses: podSelector alone
+// within the policy's namespace, namespaceSelector alone all pods of the
+// matching namespaces, both together the matching pods of those
+// namespaces.
+func (c *compiler) peerPods(p *Policy, pe Peer) []*Pod {
+	key := peerKey(p, pe)
+	if pods, ok := c.peers[key]; ok {
+		return pods
+	}
+	nss := []string{p.Namespace}
+	if pe.NamespaceSelector != nil {
+		nss = c.matchingNamespaces(pe.NamespaceSelector)
+	}
+	var pods []*Pod
+	for _, ns := range nss {
+		for _, q := range c.byNS[ns] {
+			if pe.PodSelector == nil || pe.PodSelector.Matches(q.Labels) {
+				pods = append(pods, q)
+			}
+		}
+	}
+	c.peers[key] = pods
+	return pods
+}
+
+// namedPortSet names (and fills) the set of destination address, protocol
+// and port of every pod among peers (all pods when there are none) that
+// declares the named port pt.
+func (c *compiler) namedPortSet(p *Policy, peers []Peer, pt Port) string {
+	var b strings.Builder
+	b.WriteString(pt.Name + "/" + strconv.Itoa(int(pt.Protocol)))
+	if len(peers) == 0 {
+		b.WriteString(" any")
+	}
+	for _, pe := range peers {
+		if pe.IPBlock != nil {
+			b.WriteString(" block=" + rangesKey(blockRanges(*pe.IPBlock)))
+		} else {
+			b.WriteString(" " + peerKey(p, pe))
+		}
+	}
+	name := "named-" + hash(b.String())
+	if _, ok := c.st.TupleSets[name]; ok {
+		return name
+	}
+	var fp uint64
+	if len(peers) == 0 {
+		fp = c.fpPods
+	}
+	for _, pe := range peers {
+		if pe.IPBlock != nil {
+			fp += mix(c.fpPods + 1)
+		} else {
+			fp += mix(c.peerFP(p, pe))
+		}
+	}
+	if old, ok := c.prev.tuples[name]; ok && old.fp == fp {
+		c.st.TupleSets[name] = old.v
+		c.nextTuples[name] = old
+		return name
+	}
+	var cands []*Pod
+	if len(peers) == 0 {
+		cands = c.all
+	}
+	for _, pe := range peers {
+		if pe.IPBlock != nil {
+			ranges := blockRanges(*pe.IPBlock)
+			for _, q := range c.all {
+				if inRanges(ranges, q.IP) {
+					cands = append(cands, q)
+				}
+			}
+			continue
+		}
+		cands = append(cands, c.peerPods(p, pe)...)
+	}
+	seen := map[Tuple]bool{}
+	var ts []Tuple
+	for _, q := range cands {
+		if n, ok := q.port(pt.Name, pt.Protocol); ok {
+			t := Tuple{q.IP, pt.Protocol, n}
+			if !seen[t] {
+				seen[t] = true
+				ts = append(ts, t)
+			}
+		}
+	}
+	sort.Slice(ts, func(i, j int) bool { return tupleLess(ts[i], ts[j]) })
+	c.st.TupleSets[name] = ts
+	c.nextTuples[name] = cached[[]Tuple]{fp, ts}
+	return name
+}
+
+// port resolves a named containerPort of the pod for a protocol.
+func (p *Pod) port(name string, proto uint8) (uint16, bool) {
+	for _, np := range p.Ports {
+		if np.Name == name && np.Protocol == proto {
+			return np.Port, true
+		}
+	}
+	return 0, false
+}
+
+func tupleLess(a, b Tuple) bool {
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c < 0
+	}
+	if a.Proto != b.Proto {
+		return a.Proto < b.Proto
+	}
+	return a.Port < b.Port
+}
+
+func hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func sortAddrs(a []netip.Addr) []netip.Addr {
+	slices.SortFunc(a, func(x, y netip.Addr) int { return x.Compare(y) })
+	return slices.Compact(a)
+}
+
+func inAny(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,463 @@
+package netpolnft
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/netpol"
+)
+
+// Applier keeps the table in the desired State. It remembers what it last
+// applied, so that a change costs only its difference; after a failed
+// batch, or when new, it reads the kernel first (a restarted agent finds
+// the table its predecessor left and changes only what differs).
+//
+// An Applier acts in the network namespace of the thread that calls it.
+type Applier struct {
+	mu  sync.Mutex
+	cur *kstate
+}
+
+// Result says what one Apply did.
+type Result struct {
+	Rebuilt bool   // the table was (re)made whole
+	Bumped  bool   // open connections are judged again
+	Ops     int    // netlink messages in the batch (0: nothing to do)
+	Gen     uint32 // the generation now in force
+}
+
+// elemChunk bounds the elements per netlink message: a message's element
+// list is one attribute, whose length field has 16 bits.
+const elemChunk = 400
+
+// conn opens an nftables connection whose socket buffers hold a whole
+// batch: the batch is one datagram, and a large first apply (thousands of
+// set elements) is far beyond the default buffer.
+func conn() (*nftables.Conn, error) {
+	big := func(nc *netlink.Conn) error {
+		raw, err := nc.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = raw.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 64<<20); serr == nil {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+	c, err := nftables.New(nftables.WithSockOptions(big))
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	return c, nil
+}
+
+// Apply makes the table hold want, in one atomic batch. want must not be
+// changed afterwards: the Applier keeps it as what the kernel holds.
+func (a *Applier) Apply(want *netpol.State) (Result, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, err := conn()
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	have := a.cur
+	if have == nil {
+		k, ok, err := read(c)
+		if err != nil {
+			return res, err
+		}
+		if !ok {
+			// A random generation: connections stamped by a table that is
+			// gone must not pass as judged by the new one.
+			k = &kstate{st: emptyState(), gen: randomGen(), dirty: map[string]bool{}}
+			res.Rebuilt = true
+		}
+		have = k
+	}
+	b := &batch{c: c, t: table()}
+	if res.Rebuilt {
+		b.skeleton()
+	}
+	bump := b.diff(have, want)
+	gen := have.gen
+	if bump || res.Rebuilt {
+		gen = nextGen(gen)
+		b.setGen(gen, !res.Rebuilt)
+	}
+	b.deletions(have, want)
+	res.Ops, res.Bumped, res.Gen = b.ops, bump || res.Rebuilt, gen
+	if b.err != nil {
+		return res, fmt.Errorf("build policy batch for ip %s: %w", Table, b.err)
+	}
+	if b.ops == 0 {
+		a.cur = have
+		return res, nil
+	}
+	if err := c.Flush(); err != nil {
+		a.cur = nil // the kernel is the truth again next time
+		return res, fmt.Errorf("apply policy to nftables table ip %s (%d operations): %w", Table, b.ops, err)
+	}
+	a.cur = &kstate{st: want, gen: gen, dirty: map[string]bool{}}
+	return res, nil
+}
+
+func randomGen() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint32(b[:])%genMax + 1
+}
+
+func nextGen(g uint32) uint32 {
+	if g >= genMax {
+		return 1
+	}
+	return g + 1
+}
+
+// batch collects one transaction.
+type batch struct {
+	c   *nftables.Conn
+	t   *nftables.Table
+	ops int
+	err error
+}
+
+func (b *batch) check(err error) {
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+// skeleton replaces the table with the fixed layout (empty sets, all
+// connections unjudged): add-delete-add makes a leftover table vanish in
+// the same batch.
+func (b *batch) skeleton() {
+	c, t := b.c, b.t
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	for _, s := range fixedSets(t) {
+		b.check(c.AddSet(s, nil))
+	}
+	fwd := baseChain(t)
+	c.AddChain(fwd)
+	chains := map[string]*nftables.Chain{chainForward: fwd}
+	for _, name := range regularChains {
+		chains[name] = c.AddChain(&nftables.Chain{Name: name, Table: t})
+	}
+	fixed := fixedRules()
+	// Every chain a rule jumps to exists by now.
+	for _, name := range append([]string{chainForward}, regularChains...) {
+		for _, r := range fixed[name] {
+			c.AddRule(&nftables.Rule{Table: t, Chain: chains[name], Exprs: r.exprs, UserData: []byte(tagFixed + r.tag)})
+		}
+	}
+	b.ops += 16
+}
+
+// setGen installs generation g in the fresh and stamp chains.
+func (b *batch) setGen(g uint32, flush bool) {
+	fresh, stamp := genRules(g)
+	for _, x := range []struct {
+		name string
+		r    taggedRule
+	}{{chainFresh, fresh}, {chainStamp, stamp}} {
+		ch := &nftables.Chain{Name: x.name, Table: b.t}
+		if flush {
+			b.c.FlushChain(ch)
+		}
+		b.c.AddRule(&nftables.Rule{Table: b.t, Chain: ch, Exprs: x.r.exprs, UserData: []byte(x.r.tag)})
+		b.ops += 2
+	}
+}
+
+func (b *batch) addElems(s *nftables.Set, elems []nftables.SetElement) {
+	for i := 0; i < len(elems); i += elemChunk {
+		b.check(b.c.SetAddElements(s, elems[i:min(i+elemChunk, len(elems))]))
+		b.ops++
+	}
+}
+
+func (b *batch) delElems(s *nftables.Set, elems []nftables.SetElement) {
+	for i := 0; i < len(elems); i += elemChunk {
+		b.check(b.c.SetDeleteElements(s, elems[i:min(i+elemChunk, len(elems))]))
+		b.ops++
+	}
+}
+
+func (b *batch) newSet(s *nftables.Set, elems []nftables.SetElement) {
+	s.Table = b.t
+	b.check(b.c.AddSet(s, nil))
+	b.ops++
+	b.addElems(s, elems)
+}
+
+func (b *batch) set(name string) *nftables.Set { return &nftables.Set{Table: b.t, Name: name} }
+
+// diff adds to the batch everything that makes have into want, except
+// deletions of whole sets and chains (deletions, after the references to
+// them are gone). It reports whether the change can revoke something that
+// was allowed: then open connections must be judged again.
+func (b *batch) diff(have *kstate, want *netpol.State) (bump bool) {
+	h := have.st
+	// Fixed interval sets: tiny, replaced whole when they differ.
+	sameCIDRs := slices.Equal(prefixRanges(h.NodeCIDRs), prefixRanges(want.NodeCIDRs))
+	if !sameCIDRs {
+		b.c.FlushSet(b.set(setNodeCIDRs))
+		b.ops++
+		b.addElems(b.set(setNodeCIDRs), rangeElems(prefixRanges(want.NodeCIDRs)))
+		bump = true
+	}
+	if h.Guarded != want.Guarded || (want.Guarded && !sameCIDRs) {
+		b.c.FlushSet(b.set(setGuarded))
+		b.ops++
+		if want.Guarded {
+			b.addElems(b.set(setGuarded), rangeElems(prefixRanges(want.NodeCIDRs)))
+			bump = true
+		}
+	}
+	add, del := addrDiff(h.Known, want.Known)
+	b.addElems(b.set(setKnown), addrElems(add))
+	b.delElems(b.set(setKnown), addrElems(del))
+	bump = bump || len(del) > 0
+
+	// Peer sets named by their definition change element by element.
+	for _, name := range sortedNames(want.AddrSets) {
+		elems := want.AddrSets[name]
+		old, ok := h.AddrSets[name]
+		if !ok {
+			b.newSet(&nftables.Set{Name: name, KeyType: nftables.TypeIPAddr}, addrElems(elems))
+			continue
+		}
+		add, del := addrDiff(old, elems)
+		b.addElems(b.set(name), addrElems(add))
+		b.delElems(b.set(name), addrElems(del))
+		bump = bump || len(del) > 0
+	}
+	for _, name := range sortedNames(want.TupleSets) {
+		elems := want.TupleSets[name]
+		old, ok := h.TupleSets[name]
+		if !ok {
+			b.newSet(&nftables.Set{Name: name, KeyType: tupleType, Concatenation: true}, tupleElems(elems))
+			continue
+		}
+		add, del := tupleDiff(old, elems)
+		b.addElems(b.set(name), tupleElems(add))
+		b.delElems(b.set(name), tupleElems(del))
+		bump = bump || len(del) > 0
+	}
+	// Sets and chains named by their content never change: they are made
+	// or deleted.
+	for _, name := range sortedNames(want.CIDRSets) {
+		if _, ok := h.CIDRSets[name]; !ok {
+			b.newSet(&nftables.Set{Name: name, KeyType: nftables.TypeIPAddr, Interval: true}, rangeElems(want.CIDRSets[name]))
+		}
+	}
+	for _, name := range sortedNames(want.PortSets) {
+		if _, ok := h.PortSets[name]; !ok {
+			b.newSet(&nftables.Set{Name: name, KeyType: nftables.TypeInetService, Interval: true}, portElems(want.PortSets[name]))
+		}
+	}
+	for _, name := range sortedNames(want.Chains) {
+		wc := want.Chains[name]
+		hc, ok := h.Chains[name]
+		if ok && !have.dirty[name] && slices.Equal(chainTags(hc), chainTags(wc)) {
+			continue
+		}
+		ch := &nftables.Chain{Name: name, Table: b.t}
+		if ok {
+			b.c.FlushChain(ch)
+			bump = true
+		} else {
+			b.c.AddChain(ch)
+		}
+		b.ops++
+		for _, r := range wc.Rules {
+			for _, x := range vruleRules(wc.Dir, r) {
+				b.c.AddRule(&nftables.Rule{Table: b.t, Chain: ch, Exprs: x.exprs, UserData: []byte(x.tag)})
+				b.ops++
+			}
+		}
+		b.c.AddRule(&nftables.Rule{Table: b.t, Chain: ch, Exprs: dropExprs(),
+			UserData: []byte(tagDrop + strings.Join(wc.Policies, ","))})
+		b.ops++
+	}
+
+	// Verdict maps: a pod that gets a chain, or another one, may lose
+	// something it had, unless it is new (it had nothing yet).
+	known := map[netip.Addr]bool{}
+	for _, a := range h.Known {
+		known[a] = true
+	}
+	for _, m := range []struct {
+		name      string
+		have, wnt map[netip.Addr]string
+	}{{mapIngress, h.Ingress, want.Ingress}, {mapEgress, h.Egress, want.Egress}} {
+		var adds, dels []nftables.SetElement
+		for _, a := range sortedAddrs(m.wnt) {
+			chain := m.wnt[a]
+			old, ok := m.have[a]
+			if ok && old == chain {
+				continue
+			}
+			if ok {
+				dels = append(dels, nftables.SetElement{Key: addrKey(a)})
+			}
+			if ok || known[a] || !want.Guarded {
+				bump = true
+			}
+			adds = append(adds, nftables.SetElement{Key: addrKey(a), Comment: chain,
+				VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: chain}})
+		}
+		for _, a := range sortedAddrs(m.have) {
+			if _, ok := m.wnt[a]; !ok {
+				dels = append(dels, nftables.SetElement{Key: addrKey(a)})
+			}
+		}
+		b.delElems(b.set(m.name), dels)
+		b.addElems(b.set(m.name), adds)
+	}
+	return bump
+}
+
+// deletions removes what want no longer has: chains (their vmap
+// references went earlier in the batch), then the sets their rules used.
+func (b *batch) deletions(have *kstate, want *netpol.State) {
+	h := have.st
+	for _, name := range append(sortedNames(h.Chains), have.strayChains...) {
+		if _, ok := want.Chains[name]; ok {
+			continue
+		}
+		ch := &nftables.Chain{Name: name, Table: b.t}
+		b.c.FlushChain(ch)
+		b.c.DelChain(ch)
+		b.ops += 2
+	}
+	var gone []string
+	for _, names := range [][]string{
+		missing(h.AddrSets, want.AddrSets), missing(h.TupleSets, want.TupleSets),
+		missing(h.CIDRSets, want.CIDRSets), missing(h.PortSets, want.PortSets), have.straySets,
+	} {
+		gone = append(gone, names...)
+	}
+	for _, name := range gone {
+		b.c.DelSet(b.set(name))
+		b.ops++
+	}
+}
+
+func missing[V any](have, want map[string]V) []string {
+	var out []string
+	for _, name := range sortedNames(have) {
+		if _, ok := want[name]; !ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedAddrs(m map[netip.Addr]string) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
+}
+
+func addrDiff(have, want []netip.Addr) (add, del []netip.Addr) {
+	if slices.Equal(have, want) {
+		return nil, nil // the common case, without building maps
+	}
+	h := make(map[netip.Addr]bool, len(have))
+	for _, a := range have {
+		h[a] = true
+	}
+	w := make(map[netip.Addr]bool, len(want))
+	for _, a := range want {
+		w[a] = true
+		if !h[a] {
+			add = append(add, a)
+		}
+	}
+	for _, a := range have {
+		if !w[a] {
+			del = append(del, a)
+		}
+	}
+	return add, del
+}
+
+func tupleDiff(have, want []netpol.Tuple) (add, del []netpol.Tuple) {
+	if slices.Equal(have, want) {
+		return nil, nil
+	}
+	h := make(map[netpol.Tuple]bool, len(have))
+	for _, t := range have {
+		h[t] = true
+	}
+	w := make(map[netpol.Tuple]bool, len(want))
+	for _, t := range want {
+		w[t] = true
+		if !h[t] {
+			add = append(add, t)
+		}
+	}
+	for _, t := range have {
+		if !w[t] {
+			del = append(del, t)
+		}
+	}
+	return add, del
+}
+
+func addrElems(as []netip.Addr) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(as))
+	for _, a := range as {
+		out = append(out, nftables.SetElement{Key: addrKey(a)})
+	}
+	return out
+}
+
+func tupleElems(ts []netpol.Tuple) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, nftables.SetElement{Key: tupleKey(t)})
+	}
+	return out
+}
+
+// Forget makes the next Apply read the kernel's table first, so that it
+// repairs whatever someone changed there.
+func (a *Applier) Forget() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cur = nil
+}

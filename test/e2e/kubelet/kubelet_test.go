@@ -1,0 +1,317 @@
+// Package kubelet tests Weft on real Kubernetes nodes: a lab whose nodes
+// run kubelet and containerd (`weft lab up --kubelet`), Weft installed
+// from deploy/weft.yaml as shipped, pods made by kubelet through the CRI
+// and weft-cni, and traffic between them across nodes.
+package kubelet
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/labimage"
+	"github.com/weftnet/weft/internal/labtest"
+	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testnet"
+)
+
+func manifest(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	p := filepath.Join(filepath.Dir(file), "..", "..", "..", "deploy", "weft.yaml")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func kubectl(t *testing.T, l *lab.Lab, args ...string) (string, error) {
+	t.Helper()
+	cmd, err := l.Kubectl(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	return out.String(), err
+}
+
+func TestWeftFromItsManifestOnKubeletNodes(t *testing.T) {
+	testnet.RequireRoot(t, "runs kubelet, containerd and lab namespaces")
+	cfg := labtest.Config(t, "kl")
+	cfg.Kubelet, cfg.Nodes = true, 2
+	cfg.ReadyTimeout = 3 * time.Minute
+	// Registered first, so that it runs after the lab is down.
+	hostDirsBefore := existing()
+	t.Cleanup(func() { assertNodesGone(t, cfg.Name, hostDirsBefore) })
+
+	start := time.Now()
+	l := labtest.Up(t, cfg)
+	t.Logf("up --kubelet → %d nodes registered: %s", len(l.Nodes), time.Since(start).Round(time.Millisecond))
+	cs, err := l.KubeClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, n := range l.Nodes {
+		node, err := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				t.Errorf("node %s is Ready before any network is installed", n.Name)
+			}
+		}
+	}
+
+	// The operator's way in: `weft lab kubectl`.
+	labBin, err := testbin.Path("weft-lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(labBin, "lab", "kubectl", "--name", cfg.Name, "get", "nodes", "-o", "name").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "node/n1") || !strings.Contains(string(out), "node/n2") {
+		t.Errorf("weft lab kubectl get nodes: %v\n%s", err, out)
+	}
+
+	applied := time.Now()
+	if out, err := kubectl(t, l, "apply", "-f", manifest(t)); err != nil {
+		t.Fatalf("kubectl apply -f deploy/weft.yaml: %v\n%s", err, out)
+	}
+	if err := l.WaitNodesReady(ctx, 3*time.Minute); err != nil {
+		logPods(t, l)
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 2*time.Minute, "weft DaemonSet ready on every node", func() error {
+		ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "weft", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ds.Status.NumberReady != int32(len(l.Nodes)) {
+			return fmt.Errorf("%d of %d weft pods ready", ds.Status.NumberReady, len(l.Nodes))
+		}
+		return nil
+	})
+	t.Logf("apply → all nodes Ready and weft pods Ready: %s", time.Since(applied).Round(time.Millisecond))
+
+	created := time.Now()
+	pods := netcheckPods(t, cs, len(l.Nodes))
+	var first time.Duration
+	for _, a := range pods {
+		for _, b := range pods {
+			if a.Spec.NodeName == b.Spec.NodeName {
+				continue
+			}
+			for _, udp := range []bool{false, true} {
+				args := []string{"exec", "-n", "default", a.Name, "--", "/netcheck", "connect"}
+				if udp {
+					args = append(args, "--udp")
+				}
+				args = append(args, b.Status.PodIP+":8080")
+				if out, err := kubectl(t, l, args...); err != nil {
+					t.Errorf("%s (%s) → %s (%s) udp=%v: %v\n%s", a.Name, a.Spec.NodeName, b.Name, b.Spec.NodeName, udp, err, out)
+				} else if first == 0 {
+					first = time.Since(created)
+				}
+			}
+		}
+	}
+	t.Logf("netcheck pods created → first echo answered across nodes: %s", first.Round(time.Millisecond))
+	logRSS(t, l)
+}
+
+// netcheckPods runs a Deployment of n netcheck pods, one per node, and
+// returns them once Ready, each checked to hold an address of its node's
+// podCIDR.
+func netcheckPods(t *testing.T, cs kubernetes.Interface, n int) []corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	labels := map[string]string{"app": "netcheck"}
+	replicas := int32(n)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "netcheck", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name: "netcheck", Image: labimage.NetcheckImage, ImagePullPolicy: corev1.PullNever,
+						Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}},
+							PeriodSeconds: 1,
+						},
+					}},
+					// One pod per node: the checks cross nodes.
+					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+						RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+							LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+							TopologyKey:   "kubernetes.io/hostname",
+						}},
+					}},
+				},
+			},
+		},
+	}
+	if _, err := cs.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pods []corev1.Pod
+	testnet.Eventually(t, 2*time.Minute, "netcheck pods Ready", func() error {
+		list, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=netcheck"})
+		if err != nil {
+			return err
+		}
+		pods = nil
+		for _, p := range list.Items {
+			if podReady(&p) {
+				pods = append(pods, p)
+			}
+		}
+		if len(pods) != n {
+			return fmt.Errorf("%d of %d ready: %s", len(pods), n, podPhases(list.Items))
+		}
+		return nil
+	})
+	for _, p := range pods {
+		node, err := cs.CoreV1().Nodes().Get(ctx, p.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cidr, err1 := netip.ParsePrefix(node.Spec.PodCIDR)
+		ip, err2 := netip.ParseAddr(p.Status.PodIP)
+		if err1 != nil || err2 != nil || !cidr.Contains(ip) {
+			t.Errorf("pod %s on %s has %q, not in the node's podCIDR %q", p.Name, p.Spec.NodeName, p.Status.PodIP, node.Spec.PodCIDR)
+		}
+	}
+	return pods
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func podPhases(ps []corev1.Pod) string {
+	var s []string
+	for _, p := range ps {
+		s = append(s, p.Name+"="+string(p.Status.Phase))
+	}
+	return strings.Join(s, " ")
+}
+
+func logPods(t *testing.T, l *lab.Lab) {
+	out, _ := kubectl(t, l, "get", "pods", "-A", "-o", "wide")
+	t.Logf("pods:\n%s", out)
+	out, _ = kubectl(t, l, "describe", "pods", "-n", "kube-system")
+	t.Logf("kube-system pods:\n%s", labtest.Tail(out, 60))
+	for _, n := range l.Nodes {
+		b, _ := os.ReadFile(filepath.Join(n.Dir, "k8s", "kubelet.log"))
+		t.Logf("kubelet log of %s:\n%s", n.Name, labtest.Tail(string(b), 30))
+	}
+}
+
+// logRSS logs the memory each node costs: kubelet, containerd, the agent.
+func logRSS(t *testing.T, l *lab.Lab) {
+	for _, n := range l.Nodes {
+		var parts []string
+		for _, p := range processesIn(n.Netns) {
+			parts = append(parts, fmt.Sprintf("%s %d MB", p.name, p.rssKB/1024))
+		}
+		t.Logf("node %s RSS: %s", n.Name, strings.Join(parts, ", "))
+	}
+}
+
+type procRSS struct {
+	name  string
+	rssKB int
+}
+
+// processesIn lists kubelet, containerd and the weft agent in the named
+// network namespace with their resident memory.
+func processesIn(nsName string) []procRSS {
+	st1, err := os.Stat("/run/netns/" + nsName)
+	if err != nil {
+		return nil
+	}
+	var out []procRSS
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		st2, err := os.Stat("/proc/" + e.Name() + "/ns/net")
+		if err != nil || !os.SameFile(st1, st2) {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+		name := strings.TrimSpace(string(comm))
+		if name != "kubelet" && name != "containerd" && name != "weft" {
+			continue
+		}
+		status, _ := os.ReadFile("/proc/" + e.Name() + "/status")
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.Atoi(f[1])
+				out = append(out, procRSS{name, kb})
+			}
+		}
+	}
+	return out
+}
+
+// existing is which of the node mount points the host has.
+func existing() map[string]bool {
+	m := map[string]bool{}
+	for _, p := range lab.NodeHostPaths() {
+		if _, err := os.Stat(p); err == nil {
+			m[p] = true
+		}
+	}
+	return m
+}
+
+// assertNodesGone checks what lab.Down must remove beyond the lab's
+// namespaces, directory and processes (labtest checks those): the nodes'
+// cgroups, every container process, and the mount points it created.
+func assertNodesGone(t *testing.T, name string, before map[string]bool) {
+	for _, h := range []string{"cpu", "cpuacct", "memory", "pids", "cpuset", "systemd", "freezer", "devices", "blkio", "unified"} {
+		if m, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", h, name+"-*")); len(m) > 0 {
+			t.Errorf("cgroups left: %v", m)
+		}
+	}
+	if other, _ := filepath.Glob(filepath.Join(lab.RootDir, "*", "kubelet")); len(other) > 0 {
+		return // another kubelet lab still uses the mount points
+	}
+	for p := range existing() {
+		if !before[p] {
+			t.Errorf("mount point %s left on the host", p)
+		}
+	}
+	if out, err := exec.Command("sh", "-c", "grep -l '"+lab.Dir(name)+"' /proc/[0-9]*/cmdline 2>/dev/null").Output(); err == nil && len(out) > 0 {
+		t.Errorf("processes left: %s", out)
+	}
+}
