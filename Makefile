@@ -25,9 +25,13 @@ lab: deps build
 
 # The Kubernetes control plane the tests run (kube-apiserver,
 # kube-controller-manager, kubectl, etcd), built once per machine into
-# /var/cache/weft/kube-<version>/: about 12 minutes the first time.
+# /var/cache/weft/kube-<version>/: about 12 minutes the first time; then
+# what `weft lab up --kubelet` adds (kubelet, kube-scheduler, containerd):
+# about 5 more minutes of CPU.
 kube:
 	./hack/kube/build.sh
+	./hack/kube/build-node.sh
+	./hack/containerd/build.sh
 
 vet:
 	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)

@@ -25,6 +25,7 @@ func runDoctor(args []string) error {
 	fs.StringVar(&o.BinDir, "cni-bin-dir", "", "CNI plugin directory (default: the agent's, else "+names.CNIBinDir+")")
 	fs.DurationVar(&o.Timeout, "timeout", time.Second, "how long one probe waits for its answer")
 	fs.IntVar(&o.Tries, "tries", 3, "probes sent before a peer (or a packet size) counts as lost")
+	fs.DurationVar(&o.LeakGrace, "leak-grace", doctor.LeakGrace, "how old an address lease without its pod must be to count as leaked (younger: its ADD may still be running)")
 	releaseLeaks := fs.Bool("release-leaks", false, "release the addresses doctor reports as leaked, through the plugin's CNI DEL, and exit")
 	if err := parseAPIFlags(fs, args, out); err != nil {
 		return err

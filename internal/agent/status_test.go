@@ -25,10 +25,16 @@ import (
 
 const envStatusChild = "WTA_AGENT_STATUS_CHILD"
 
+// statusChild is what the child needs of the agent's Config (which as a
+// whole does not encode: it holds functions and interfaces).
 type statusChild struct {
-	Config   agent.Config
-	Endpoint string
-	Peers    int
+	Node        string
+	Backend     cluster.Backend
+	ClusterCIDR netip.Prefix
+	UnderlayIP  netip.Addr
+	Dirs        names.Dirs
+	Endpoint    string
+	Peers       int
 }
 
 // statusChildIfAsked runs an agent in this (re-executed) test process,
@@ -46,15 +52,14 @@ func statusChildIfAsked() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	st, err := etcdstore.Open(etcdstore.Config{Endpoints: []string{c.Endpoint}, ClusterCIDR: c.Config.ClusterCIDR, SubnetLen: 24, TTL: time.Minute})
+	st, err := etcdstore.Open(etcdstore.Config{Endpoints: []string{c.Endpoint}, ClusterCIDR: c.ClusterCIDR, SubnetLen: 24, TTL: time.Minute})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	c.Config.Store = st
-	c.Config.Metrics = metrics.New()
-	c.Config.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	a, err := agent.New(c.Config)
+	cfg := agent.Config{NodeName: c.Node, Backend: c.Backend, ClusterCIDR: c.ClusterCIDR, UnderlayIP: c.UnderlayIP, Dirs: c.Dirs,
+		Store: st, Metrics: metrics.New(), Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	a, err := agent.New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -67,7 +72,7 @@ func statusChildIfAsked() {
 		s := a.Status()
 		if s.Ready && len(s.Peers) == c.Peers {
 			json.NewEncoder(os.Stdout).Encode(s)
-			json.NewEncoder(os.Stdout).Encode(refusedRecords(c.Config.Metrics))
+			json.NewEncoder(os.Stdout).Encode(refusedRecords(cfg.Metrics))
 			break
 		}
 		select {
@@ -129,10 +134,13 @@ func TestStatusReportsLeasePathsAndReasons(t *testing.T) {
 		}
 	}
 	n := e.topo.Nodes["a"]
-	spec, _ := json.Marshal(statusChild{Endpoint: e.etcd.Endpoint, Peers: 4, Config: agent.Config{
-		NodeName: "a", Backend: "auto", ClusterCIDR: cidr, UnderlayIP: n.IP,
+	spec, err := json.Marshal(statusChild{Endpoint: e.etcd.Endpoint, Peers: 4,
+		Node: "a", Backend: "auto", ClusterCIDR: cidr, UnderlayIP: n.IP,
 		Dirs: names.Dirs{Data: e.dataDir("a"), Run: filepath.Join(e.dir, "a", "run"), CNIConf: e.confDir("a"), CNIBin: filepath.Join(e.dir, "a", "bin")},
-	}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envStatusChild+"="+string(spec))
 	var stderr strings.Builder

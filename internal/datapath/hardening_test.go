@@ -62,7 +62,7 @@ func refusedAs(t *testing.T, res datapath.Result, name, refusal string) {
 	t.Errorf("%s is not among the reported peers %+v", name, res.Peers)
 }
 
-func TestDpRecordsOutsideTheClusterCIDRGetNothing(t *testing.T) {
+func TestRecordsOutsideTheClusterCIDRGetNothing(t *testing.T) {
 	for _, backend := range []cluster.Backend{cluster.BackendHostGW, cluster.BackendVXLAN} {
 		t.Run(backend.String(), func(t *testing.T) {
 			c := newCluster(t, backend, []string{"a", "b"})
@@ -107,7 +107,7 @@ func TestDpRecordsOutsideTheClusterCIDRGetNothing(t *testing.T) {
 // Even inside the cluster CIDR (an operator may pick one that holds the
 // underlay), a record never gets a route to a network this node is
 // connected to, to its own addresses, or to the datastore.
-func TestDpRecordsCoveringProtectedPrefixesGetNothing(t *testing.T) {
+func TestRecordsCoveringProtectedPrefixesGetNothing(t *testing.T) {
 	topo := testnet.NewTopo(t, "dp", []string{"a", "b"})
 	wide := netip.MustParsePrefix("172.16.0.0/12")
 	datastore := netip.MustParsePrefix("172.30.7.9/32")
@@ -148,7 +148,7 @@ func TestDpRecordsCoveringProtectedPrefixesGetNothing(t *testing.T) {
 // The lease holder keeps its path whatever the impostor's name sorts as;
 // a VTEP MAC copied from another node is refused and the real node keeps
 // its entries.
-func TestDpImpostorsNeverDisplaceTheLeaseHolder(t *testing.T) {
+func TestImpostorsNeverDisplaceTheLeaseHolder(t *testing.T) {
 	c := newCluster(t, cluster.BackendVXLAN, []string{"a", "b"})
 	a, b := c.records["a"], c.records["b"]
 	impostor := forged("0-impostor", "172.30.1.60", b.Subnet.String())
@@ -172,7 +172,7 @@ func TestDpImpostorsNeverDisplaceTheLeaseHolder(t *testing.T) {
 
 // A route to a peer's subnet that is not Weft's is never replaced or
 // removed: the peer's route fails, with an error that says why.
-func TestDpRoutesThatAreNotWeftsAreLeftAlone(t *testing.T) {
+func TestRoutesThatAreNotWeftsAreLeftAlone(t *testing.T) {
 	c := newCluster(t, cluster.BackendHostGW, []string{"a", "b"})
 	b := c.records["b"]
 	theirs := &netlink.Route{Dst: &net.IPNet{IP: b.Subnet.Addr().AsSlice(), Mask: net.CIDRMask(24, 32)},

@@ -80,6 +80,9 @@ type Options struct {
 	// size lost (default 3).
 	Timeout time.Duration
 	Tries   int
+	// LeakGrace is how old a lease without its pod must be before doctor
+	// calls it leaked (default LeakGrace; negative: at once).
+	LeakGrace time.Duration
 }
 
 // defaults fills what the caller left empty: first from the directories the
@@ -91,6 +94,9 @@ func (o *Options) defaults(agent names.Dirs) {
 	o.DataDir, o.RunDir, o.ConfDir, o.BinDir = d.Data, d.Run, d.CNIConf, d.CNIBin
 	if o.ProbePort == 0 {
 		o.ProbePort = names.ProbePort
+	}
+	if o.LeakGrace == 0 {
+		o.LeakGrace = LeakGrace
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = time.Second

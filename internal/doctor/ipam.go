@@ -29,6 +29,13 @@ const LeakGrace = 5 * time.Minute
 // now is the clock leases are aged by; tests move it.
 var now = time.Now
 
+func grace(o Options) time.Duration {
+	if o.LeakGrace == 0 {
+		return LeakGrace
+	}
+	return max(o.LeakGrace, 0)
+}
+
 // ipamState is what the lease store and the interfaces say together.
 type ipamState struct {
 	leases  int
@@ -65,7 +72,7 @@ func readIPAM(o Options, subnet netip.Prefix) (ipamState, error) {
 		}
 		owned[veth] = true
 		switch {
-		case !l.Since.IsZero() && now().Sub(l.Since) < LeakGrace:
+		case !l.Since.IsZero() && now().Sub(l.Since) < grace(o):
 			// Possibly an ADD in flight: never a leak yet.
 		case subnet.IsValid() && !subnet.Contains(l.Addr):
 			st.leaks = append(st.leaks, leak{l, fmt.Sprintf("outside this node's subnet %s (left from an earlier subnet)", subnet)})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/cluster"
@@ -17,6 +18,7 @@ import (
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/firewall/fwtest"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/nfeval"
 	"github.com/weftnet/weft/internal/testnet"
 )
 
@@ -115,7 +117,23 @@ func TestVXLANOnlyFromPeersWithTheirOwnPodsAddresses(t *testing.T) {
 		t.Fatal("without the guard a forged datagram was not delivered: the test cannot see the guard work")
 	}
 
-	a.Do(t, func() error { return firewall.Ensure(cidr) })
+	a.Do(t, func() error {
+		if err := firewall.Ensure(cidr); err != nil {
+			return err
+		}
+		// weft preflight, run on a node with Weft, does not take the
+		// guard for something that blocks Weft's VXLAN port.
+		rs, err := nfeval.Load()
+		if err != nil {
+			return err
+		}
+		for _, o := range rs.Verdict(unix.IPPROTO_UDP, names.VXLANPort) {
+			if o.Dropped || len(o.CondDrop) > 0 {
+				return fmt.Errorf("preflight's view of the guard: UDP %d dropped (%+v)", names.VXLANPort, o)
+			}
+		}
+		return nil
+	})
 	// Before the first sync no peer is known: nothing is let in.
 	if forged(b.NS, podB.IP) {
 		t.Error("a datagram from b was delivered before b was a known peer")

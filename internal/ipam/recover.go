@@ -38,7 +38,7 @@ var errNoRecovery = errors.New("the lease file is damaged and this reader cannot
 // to whoever uses it now, and a lease the spare gives the same attachment
 // at another address goes. Leases of the spare that nothing contradicts
 // stay: an address kept too long is a leak GC clears, an address handed
-// out twice is an outage. The damaged file is kept aside for inspection.
+// out twice is an outage.
 func (s *Store) recover(base state) (state, error) {
 	if s.rec.InUse == nil {
 		return state{}, fmt.Errorf("ipam store %s: %w", s.dir, errNoRecovery)
@@ -60,11 +60,17 @@ func (s *Store) recover(base state) (state, error) {
 		}
 		st.Leases = append(st.Leases, u)
 	}
-	path := filepath.Join(s.dir, leasesFile)
-	if err := os.Rename(path, filepath.Join(s.dir, badFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return state{}, fmt.Errorf("ipam store: set aside damaged %s: %w", path, err)
-	}
 	return st, nil
+}
+
+// setAside keeps the damaged lease file for inspection once the recovered
+// state is written: the swap made it the spare.
+func (s *Store) setAside() error {
+	spare := filepath.Join(s.dir, spareFile)
+	if err := os.Rename(spare, filepath.Join(s.dir, badFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("ipam store: set aside the damaged lease file: %w", err)
+	}
+	return nil
 }
 
 // owns reports whether l is the lease of attachment (id, ifname),

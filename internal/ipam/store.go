@@ -209,27 +209,51 @@ func (s *Store) exists() bool {
 }
 
 // update runs change on the current state under the lock and writes the
-// result when change reports a modification.
+// result when change reports a modification. A damaged lease file is
+// recovered first, and the recovered state written even if change
+// changes nothing.
 func (s *Store) update(change func(*state) (bool, error)) error {
+	written, err := s.updateLocked(change)
+	if err != nil || !written {
+		return err
+	}
+	// Synced after the lock is released, so that concurrent writers'
+	// directory syncs share the filesystem's journal commits instead of
+	// queueing one by one. Only then may the caller report the change: a
+	// crash before it can lose the swap, never the content (synced
+	// before the swap).
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("ipam store: sync %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+func (s *Store) updateLocked(change func(*state) (bool, error)) (written bool, err error) {
 	unlock, err := s.lock(unix.LOCK_EX)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unlock()
 	st, damaged, err := s.read()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if damaged {
 		if st, err = s.recover(st); err != nil {
-			return err
+			return false, err
 		}
 	}
 	changed, err := change(&st)
 	if err != nil || !(changed || damaged) {
-		return err
+		return false, err
 	}
-	return s.write(st)
+	if err := s.write(st); err != nil {
+		return false, err
+	}
+	if damaged {
+		return true, s.setAside()
+	}
+	return true, nil
 }
 
 // readLocked reads under a shared lock: a writer reuses the previous
@@ -417,11 +441,6 @@ func (s *Store) write(st state) error {
 	}
 	if err != nil {
 		return fmt.Errorf("ipam store: replace %s: %w", path, err)
-	}
-	// Once the swap is on disk, an ADD may report its address: a crash
-	// after this cannot take the lease back.
-	if err := syncDir(s.dir); err != nil {
-		return fmt.Errorf("ipam store: sync %s: %w", s.dir, err)
 	}
 	return nil
 }

@@ -81,6 +81,9 @@ func (k *kubeDatastore) Start(ctx context.Context) error {
 			if err := s.save(); err != nil {
 				return err
 			}
+			if k.lab.kubeletNodes() {
+				return nil // kubelet nodes: Weft is installed with its manifest
+			}
 			return k.applyAccess(ctx)
 		}
 		select {

@@ -40,9 +40,6 @@ var hostDirsMu sync.Mutex
 func (l *Lab) upKubelet(ctx context.Context, cfg Config) error {
 	s := l.State
 	start := time.Now()
-	if err := os.WriteFile(filepath.Join(s.Dir, kubeletMarker), nil, 0o644); err != nil {
-		return err
-	}
 	bins, err := findNodeBinaries(l.logf)
 	if err != nil {
 		return err
@@ -133,7 +130,7 @@ func (l *Lab) startWorkloadControllers(bins *nodeBinaries) error {
 	procs := [][]string{
 		{bins.Scheduler, "--kubeconfig=" + kc, "--leader-elect=false", "--secure-port=0"},
 		{filepath.Join(controlplane.CacheDir(), controlplane.KubeControllerManager), "--kubeconfig=" + kc,
-			"--controllers=daemonset,deployment,replicaset,garbagecollector,namespace,podgc,root-ca-cert-publisher",
+			"--controllers=daemonset,deployment,replicaset,garbagecollector,namespace,podgc,root-ca-cert-publisher,nodelifecycle",
 			"--root-ca-file=" + filepath.Join(k.dir(), "pki", "ca.crt"),
 			"--leader-elect=false", "--secure-port=0"},
 	}
@@ -303,3 +300,16 @@ func hostDirsLock() (func(), error) {
 // NodeHostPaths are the host directories kubelet nodes bind their own
 // over (tests check that a lab leaves none it created).
 func NodeHostPaths() []string { return slices.Clone(hostPaths) }
+
+// kubeletNodes reports whether the lab's nodes run kubelet (Up --kubelet).
+func (l *Lab) kubeletNodes() bool {
+	_, err := os.Stat(filepath.Join(l.Dir, kubeletMarker))
+	return err == nil
+}
+
+// KubeletHostPath is where a kubelet node keeps what it sees at the host
+// path p (one of NodeHostPaths): its own directory bound over p inside
+// the node's mount namespace.
+func (n *NodeState) KubeletHostPath(p string) string {
+	return (&nodeRuntime{Dir: n.Dir}).hostPathSource(p)
+}

@@ -3,12 +3,15 @@ package lab
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/netns"
@@ -34,6 +37,9 @@ func forwardAPIService(nsName, endpoint string) error {
 	to, err := netip.ParseAddrPort(u.Host)
 	if err != nil || !to.Addr().Is4() {
 		return fmt.Errorf("API server endpoint %q: want https://IPv4:PORT", endpoint)
+	}
+	if err := routeAPIService(nsName, to.Addr()); err != nil {
+		return err
 	}
 	f, err := os.Open(netns.Path(nsName))
 	if err != nil {
@@ -61,6 +67,35 @@ func forwardAPIService(nsName, endpoint string) error {
 	}})
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("forward %s to %s in %s: %w", apiService, to, nsName, err)
+	}
+	return nil
+}
+
+// routeAPIService routes apiService the way the API server is reached: a
+// node's route lookup happens before the DNAT, and lab nodes have no
+// default route to carry it (a real node's would).
+func routeAPIService(nsName string, apiserver netip.Addr) error {
+	h, err := vnetns.GetFromPath(netns.Path(nsName))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	rs, err := nl.RouteGet(apiserver.AsSlice())
+	if err != nil || len(rs) == 0 {
+		return fmt.Errorf("no route to the API server %s in %s: %v", apiserver, nsName, err)
+	}
+	r := &netlink.Route{LinkIndex: rs[0].LinkIndex, Gw: rs[0].Gw,
+		Dst: &net.IPNet{IP: apiService.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}}
+	if r.Gw == nil {
+		r.Scope = netlink.SCOPE_LINK
+	}
+	if err := nl.RouteReplace(r); err != nil {
+		return fmt.Errorf("route %s in %s: %w", apiService.Addr(), nsName, err)
 	}
 	return nil
 }

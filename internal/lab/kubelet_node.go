@@ -219,6 +219,9 @@ func (r *nodeRuntime) containerdConfig() string {
 		"  [plugins.'io.containerd.cri.v1.runtime'.cni]",
 		"    bin_dirs = ['/opt/cni/bin']",
 		"    conf_dir = '/etc/cni/net.d'",
+		// A node's loopback plugin comes with its Kubernetes packages, not
+		// with the pod network: the lab's containerd brings lo up itself.
+		"    use_internal_loopback = true",
 		"  [plugins.'io.containerd.cri.v1.runtime'.containerd]",
 		"    default_runtime_name = 'runc'",
 		"    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]",

@@ -182,6 +182,11 @@ func Up(ctx context.Context, cfg Config) (l *Lab, err error) {
 			l = nil
 		}
 	}()
+	if cfg.Kubelet {
+		if err := os.WriteFile(filepath.Join(l.Dir, kubeletMarker), nil, 0o644); err != nil {
+			return l, err
+		}
+	}
 	if err := l.buildBase(ctx); err != nil {
 		return l, err
 	}

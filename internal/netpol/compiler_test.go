@@ -17,7 +17,7 @@ func TestCompilerReuseEqualsFreshCompile(t *testing.T) {
 	in := s.Cluster()
 	rng := rand.New(rand.NewPCG(1, 2))
 	var k netpol.Compiler
-	for step := range 300 {
+	for step := range 120 {
 		switch rng.IntN(6) {
 		case 0: // a pod's labels
 			i := rng.IntN(len(in.Pods))

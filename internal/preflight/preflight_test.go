@@ -353,6 +353,7 @@ func TestNodeChecks(t *testing.T) {
 }
 
 func TestKernelFeatures(t *testing.T) {
+	testnet.RequireRoot(t, "tries the kernel's features in a network namespace of its own")
 	for _, c := range kernelChecks() {
 		// Every feature Weft needs is built into this machine's kernel.
 		if c.Result != Pass {

@@ -6,6 +6,12 @@
 //
 // Everything it makes lives in namespaces it created; nothing touches the
 // host's own namespace.
+//
+// Two pieces the product shares live in packages of their own, since
+// the product must not link package testing: the snapshot itself
+// (kernelstate, which the lab's looks into its nodes use) and fake peer
+// records for scale measurements (fakepeers, which `weft bench scale`
+// uses).
 package testnet
 
 import (

@@ -15,7 +15,7 @@ import (
 // A node writes its own record and can put any subnet in it; Watch joins
 // every record with the subnet leases and marks the records whose subnet
 // the leases do not give to that node, so that no peer routes them.
-func TestDpWatchMarksRecordsWhoseSubnetTheNodeDoesNotHold(t *testing.T) {
+func TestWatchMarksRecordsWhoseSubnetTheNodeDoesNotHold(t *testing.T) {
 	srv := etcdtest.Start(t)
 	prefix := uniquePrefix()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -30,6 +30,8 @@ func agentCommand(t *testing.T, c corev1.Container, node string) []string {
 			env[e.Name] = e.Value
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName":
 			env[e.Name] = node
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.hostIP":
+			env[e.Name] = "192.0.2.10" // TEST-NET-1: the agent refuses the MTU before it uses the address
 		case e.ValueFrom.ConfigMapKeyRef != nil:
 			ref := e.ValueFrom.ConfigMapKeyRef
 			cm, err := cs.CoreV1().ConfigMaps("kube-system").Get(context.Background(), ref.Name, metav1.GetOptions{})
