@@ -83,6 +83,7 @@ func labFlags(name string, cfg *lab.Config) (*flag.FlagSet, *string) {
 	fs.String("cluster-cidr", cfg.ClusterCIDR.String(), "cluster CIDR the nodes' subnets are leased from")
 	binDir := fs.String("bin-dir", "", "directory holding weft, weft-cni and weft-lab (default: this binary's directory)")
 	fs.BoolVar(&cfg.Kubelet, "kubelet", false, "run a real containerd and kubelet on every node (and kube-scheduler); Weft is then installed with `weft lab kubectl apply -f deploy/weft.yaml`")
+	fs.BoolVar(&cfg.Install, "install", false, "with --kubelet: also apply deploy/weft.yaml and wait until every node is Ready")
 	fs.Func("datastore", "lab datastore: "+strings.Join(lab.DatastoreKinds, " or ")+" (default etcd)", func(v string) error { cfg.Datastore = v; return nil })
 	return fs, binDir
 }
@@ -128,7 +129,7 @@ func labUp(args []string) error {
 		return err
 	}
 	l.PrintStatus(ctx, os.Stdout)
-	if cfg.Kubelet {
+	if cfg.Kubelet && !cfg.Install {
 		fmt.Printf("\nthe nodes run kubelet and stay NotReady until a network is installed: `weft lab kubectl --name %s apply -f deploy/weft.yaml`\n", l.Name)
 	}
 	fmt.Printf("\nstep in with `ip netns exec %s-n1 ...` or `weft lab exec --name %s n1 -- ...`; remove with `weft lab down --name %s`\n", l.Name, l.Name, l.Name)

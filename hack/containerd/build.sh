@@ -45,7 +45,7 @@ export CGO_ENABLED=0
 ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
 for cmd in "${bins[@]}"; do
 	start=$SECONDS
-	nice -n 10 go build -mod=mod -trimpath -tags "no_btrfs no_devmapper no_zfs" -ldflags "$ldflags" \
+	nice -n 10 go build -trimpath -tags "no_btrfs no_devmapper no_zfs" -ldflags "$ldflags" \
 		-o "$tmp/$cmd" "github.com/containerd/containerd/v2/cmd/$cmd"
 	echo "built $cmd in $((SECONDS - start))s" >&2
 done

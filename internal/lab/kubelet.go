@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/weftnet/weft/deploy"
 	"github.com/weftnet/weft/internal/controlplane"
 	"github.com/weftnet/weft/internal/labimage"
 )
@@ -90,6 +92,28 @@ func (l *Lab) upKubelet(ctx context.Context, cfg Config) error {
 	}
 	l.logf("lab %s: %d kubelet nodes registered in %s (NotReady until a network is installed: weft lab kubectl --name %s apply -f deploy/weft.yaml)",
 		s.Name, len(names), time.Since(start).Round(time.Millisecond), s.Name)
+	if cfg.Install {
+		return l.install(ctx, cfg.ReadyTimeout)
+	}
+	return nil
+}
+
+// install applies Weft's manifest as an operator would and waits until
+// every node is Ready.
+func (l *Lab) install(ctx context.Context, timeout time.Duration) error {
+	start := time.Now()
+	cmd, err := l.Kubectl("apply", "-f", "-")
+	if err != nil {
+		return err
+	}
+	cmd.Stdin = bytes.NewReader(deploy.Manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("kubectl apply -f deploy/weft.yaml: %v\n%s", err, out)
+	}
+	if err := l.WaitNodesReady(ctx, timeout); err != nil {
+		return err
+	}
+	l.logf("lab %s: Weft installed, every node Ready in %s", l.Name, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

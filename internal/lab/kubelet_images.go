@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -31,4 +32,32 @@ func WriteImages(binDir, out string) (map[string]string, error) {
 		paths[s.Ref] = p
 	}
 	return paths, nil
+}
+
+// ImportWeftImage writes Weft's image from the lab's binaries under ref
+// (a new tag, for a rolling update) and imports it into every kubelet
+// node's containerd.
+func (l *Lab) ImportWeftImage(ref string) error {
+	if !l.kubeletNodes() {
+		return fmt.Errorf("lab %s's nodes do not run kubelet", l.Name)
+	}
+	bins, err := findNodeBinaries(l.logf)
+	if err != nil {
+		return err
+	}
+	spec := labimage.Specs(filepath.Dir(l.WeftBin), ref)[0]
+	path := filepath.Join(l.Dir, "images", "weft-"+strings.NewReplacer("/", "_", ":", "_").Replace(ref)+".tar")
+	if err := labimage.Write(spec, path); err != nil {
+		return err
+	}
+	for _, n := range l.Nodes {
+		rt := nodeRuntime{Dir: n.Dir}
+		// containerd's socket is in the lab's directory, outside the
+		// node's bind mounts: reachable from here.
+		out, err := exec.Command(bins.Ctr, "--address", rt.socket(), "--namespace", "k8s.io", "images", "import", path).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("import %s into %s's containerd: %v: %s", ref, n.Name, err, out)
+		}
+	}
+	return nil
 }

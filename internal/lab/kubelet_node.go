@@ -67,6 +67,11 @@ func (r *nodeRuntime) path(p ...string) string {
 }
 func (r *nodeRuntime) socket() string { return r.path("containerd.sock") }
 
+// hostPathSource is the node's own directory for the host path hp.
+func (r *nodeRuntime) hostPathSource(hp string) string {
+	return r.path("fs", strings.ReplaceAll(strings.Trim(hp, "/"), "/", "_"))
+}
+
 // RunNodeRuntime runs a kubelet node from the JSON config at path until
 // SIGTERM or SIGINT, or until kubelet or containerd exits, and then takes
 // all of it down: kubelet, the node's containers (by its cgroups),
@@ -136,7 +141,7 @@ func (r *nodeRuntime) mounts() error {
 		return err
 	}
 	for _, hp := range hostPaths {
-		src := r.path("fs", strings.ReplaceAll(strings.Trim(hp, "/"), "/", "_"))
+		src := r.hostPathSource(hp)
 		if err := os.MkdirAll(src, 0o755); err != nil {
 			return err
 		}

@@ -41,6 +41,9 @@ type Config struct {
 	// Kubelet runs a real containerd and kubelet on every node instead
 	// of the lab's own agents and pods (the datastore is then Kubernetes).
 	Kubelet bool
+	// Install, with Kubelet, applies deploy/weft.yaml (as embedded in the
+	// binary) and waits until every node is Ready.
+	Install bool
 	// WeftBin and CNIBin are the binaries the lab runs: `weft` for the
 	// agents, weft-cni as the CNI plugin. LabBin is weft-lab, which runs
 	// the lab's datastore; empty means weft-lab beside WeftBin.

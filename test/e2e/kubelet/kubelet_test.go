@@ -1,7 +1,9 @@
 // Package kubelet tests Weft on real Kubernetes nodes: a lab whose nodes
 // run kubelet and containerd (`weft lab up --kubelet`), Weft installed
 // from deploy/weft.yaml as shipped, pods made by kubelet through the CRI
-// and weft-cni, and traffic between them across nodes.
+// and weft-cni, traffic between them across nodes (also while the
+// DaemonSet rolls to a new image), their deletion releasing every
+// address, and `weft lab down` leaving nothing behind.
 package kubelet
 
 import (
@@ -24,6 +26,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/labimage"
 	"github.com/weftnet/weft/internal/labtest"
@@ -111,6 +117,11 @@ func TestWeftFromItsManifestOnKubeletNodes(t *testing.T) {
 	})
 	t.Logf("apply → all nodes Ready and weft pods Ready: %s", time.Since(applied).Round(time.Millisecond))
 
+	// The node's own veths (its underlay link) before any pod.
+	baseline := map[string]string{}
+	for _, n := range l.Nodes {
+		baseline[n.Name] = fmt.Sprint(veths(t, n.Netns))
+	}
 	created := time.Now()
 	pods := netcheckPods(t, cs, len(l.Nodes))
 	var first time.Duration
@@ -135,6 +146,78 @@ func TestWeftFromItsManifestOnKubeletNodes(t *testing.T) {
 	}
 	t.Logf("netcheck pods created → first echo answered across nodes: %s", first.Round(time.Millisecond))
 	logRSS(t, l)
+
+	rollingUpdate(t, l, cs, pods)
+
+	for _, n := range l.Nodes {
+		if leases(t, n) == 0 {
+			t.Errorf("no lease on %s while its netcheck pod runs", n.Name)
+		}
+	}
+	// Deleting the pods goes through kubelet, the CRI and weft-cni's DEL:
+	// no veth and no lease may stay on any node.
+	if err := cs.AppsV1().Deployments("default").Delete(ctx, "netcheck", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testnet.Eventually(t, 2*time.Minute, "netcheck pods gone, with their veths and leases", func() error {
+		list, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=netcheck"})
+		if err != nil {
+			return err
+		}
+		if len(list.Items) > 0 {
+			return fmt.Errorf("pods left: %s", podPhases(list.Items))
+		}
+		for _, n := range l.Nodes {
+			if v := fmt.Sprint(veths(t, n.Netns)); v != baseline[n.Name] {
+				return fmt.Errorf("veths on %s: %s, before the pods %s", n.Name, v, baseline[n.Name])
+			}
+			if k := leases(t, n); k > 0 {
+				return fmt.Errorf("%d leases left on %s", k, n.Name)
+			}
+		}
+		return nil
+	})
+}
+
+// veths lists the veth interfaces in the named namespace: the node's
+// underlay link and each pod's host end.
+func veths(t *testing.T, nsName string) []string {
+	h, err := vnetns.GetFromName(nsName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	links, err := nl.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v []string
+	for _, l := range links {
+		if l.Type() == "veth" {
+			v = append(v, l.Attrs().Name)
+		}
+	}
+	return v
+}
+
+// leases counts the addresses weft-cni holds on node n, in its
+// /var/lib/weft (the manifest's data directory).
+func leases(t *testing.T, n *lab.NodeState) int {
+	dirs, _ := filepath.Glob(filepath.Join(n.KubeletHostPath("/var/lib/weft"), "ipam", "*"))
+	total := 0
+	for _, d := range dirs {
+		ls, err := ipam.OpenForRelease(d).Leases()
+		if err != nil {
+			t.Fatalf("leases in %s: %v", d, err)
+		}
+		total += len(ls)
+	}
+	return total
 }
 
 // netcheckPods runs a Deployment of n netcheck pods, one per node, and
@@ -311,5 +394,45 @@ func assertNodesGone(t *testing.T, name string, before map[string]bool) {
 		if !before[p] {
 			t.Errorf("mount point %s left on the host", p)
 		}
+	}
+}
+
+// rollingUpdate moves the weft DaemonSet to a new image tag while the
+// pods keep talking: every check across nodes during the rollout must
+// get its echo (the datapath stays while an agent restarts).
+func rollingUpdate(t *testing.T, l *lab.Lab, cs kubernetes.Interface, pods []corev1.Pod) {
+	t.Helper()
+	const ref = "weftnet/weft:rollout"
+	if err := l.ImportWeftImage(ref); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, l, "-n", "kube-system", "set", "image", "daemonset/weft", "weft="+ref, "install-cni="+ref); err != nil {
+		t.Fatalf("set image: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	done := func() bool {
+		ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "weft", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		st := ds.Status
+		return st.ObservedGeneration >= ds.Generation && st.UpdatedNumberScheduled == st.DesiredNumberScheduled &&
+			st.NumberReady == st.DesiredNumberScheduled && st.NumberUnavailable == 0
+	}
+	a, b := pods[0], pods[1]
+	deadline := time.Now().Add(3 * time.Minute)
+	checks := 0
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("weft DaemonSet not rolled out to %s within 3m", ref)
+		}
+		if out, err := kubectl(t, l, "exec", a.Name, "--", "/netcheck", "connect", b.Status.PodIP+":8080"); err != nil {
+			t.Errorf("during the rollout, %s → %s: %v\n%s", a.Name, b.Name, err, out)
+		}
+		checks++
+	}
+	t.Logf("rolled out %s; %d checks across nodes during the rollout", ref, checks)
+	if out, err := kubectl(t, l, "exec", a.Name, "--", "/netcheck", "connect", b.Status.PodIP+":8080"); err != nil {
+		t.Errorf("after the rollout, %s → %s: %v\n%s", a.Name, b.Name, err, out)
 	}
 }
