@@ -26,7 +26,7 @@ func registerBench(name, summary string, run func(args []string) error) {
 var interruptible = cli.Interruptible
 
 func init() {
-	register("bench", "run a lab benchmark (throughput, join, scale)", benches.Run)
+	register("bench", "run a lab benchmark (throughput, join, scale, chaos)", benches.Run)
 }
 
 func main() { commands.Main() }

@@ -13,6 +13,7 @@ func init() {
 	registerBench("throughput", "pod-to-pod throughput against the underlay, in a lab", execLab("bench", "throughput"))
 	registerBench("join", "time from a new agent's start to its pod's first reply, in a lab", execLab("bench", "join"))
 	registerBench("scale", "time to program 1000 peers and the agent's memory, in a lab", execLab("bench", "scale"))
+	registerBench("chaos", "agents killed during pod churn, outages, a reboot and a link flap, in a lab", execLab("bench", "chaos"))
 }
 
 // execLab replaces this process with weft-lab, so that signals, exit codes

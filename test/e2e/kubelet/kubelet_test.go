@@ -177,6 +177,122 @@ func TestWeftFromItsManifestOnKubeletNodes(t *testing.T) {
 		}
 		return nil
 	})
+
+	uninstall(t, l, cs)
+}
+
+// uninstall removes Weft as the README says: `kubectl delete -f
+// deploy/weft.yaml`, then `weft uninstall` on each node from Weft's image
+// through `kubectl debug node/NODE --profile=sysadmin`. The nodes must then
+// hold nothing of Weft's: no bridge, VXLAN device, route of Weft's
+// protocol, nftables table, CNI config, plugin or directory.
+func uninstall(t *testing.T, l *lab.Lab, cs kubernetes.Interface) {
+	t.Helper()
+	ctx := context.Background()
+	if out, err := kubectl(t, l, "delete", "--wait=true", "-f", manifest(t)); err != nil {
+		t.Fatalf("kubectl delete -f deploy/weft.yaml: %v\n%s", err, out)
+	}
+	testnet.Eventually(t, 2*time.Minute, "weft pods gone", func() error {
+		list, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=weft"})
+		if err != nil {
+			return err
+		}
+		if len(list.Items) > 0 {
+			return fmt.Errorf("weft pods left: %s", podPhases(list.Items))
+		}
+		return nil
+	})
+	image, err := labimage.WeftImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range l.Nodes {
+		out, err := kubectl(t, l, "debug", "node/"+n.Name, "--profile=sysadmin", "--image="+image, "--",
+			"/weft", "uninstall", "--cni-bin-dir=/host/opt/cni/bin", "--cni-conf-dir=/host/etc/cni/net.d",
+			"--data-dir=/host/var/lib/weft", "--run-dir=/host/run/weft")
+		if err != nil {
+			t.Fatalf("kubectl debug node/%s: %v\n%s", n.Name, err, out)
+		}
+	}
+	testnet.Eventually(t, 2*time.Minute, "node debugger pods done", func() error {
+		list, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		done := 0
+		for _, p := range list.Items {
+			if !strings.HasPrefix(p.Name, "node-debugger-") {
+				continue
+			}
+			switch p.Status.Phase {
+			case corev1.PodSucceeded:
+				done++
+			case corev1.PodFailed:
+				out, _ := kubectl(t, l, "logs", p.Name)
+				t.Fatalf("weft uninstall in %s failed:\n%s", p.Name, out)
+			}
+		}
+		if done != len(l.Nodes) {
+			return fmt.Errorf("%d of %d uninstalls done: %s", done, len(l.Nodes), podPhases(list.Items))
+		}
+		return nil
+	})
+	for _, n := range l.Nodes {
+		if left := weftLeftOn(t, n); len(left) > 0 {
+			t.Errorf("after uninstall, node %s still has: %s", n.Name, strings.Join(left, "; "))
+		}
+	}
+}
+
+// weftLeftOn lists what Weft made that is still on node n.
+func weftLeftOn(t *testing.T, n *lab.NodeState) []string {
+	t.Helper()
+	var left []string
+	h, err := vnetns.GetFromName(n.Netns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	links, err := nl.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		if name := l.Attrs().Name; strings.HasPrefix(name, "weft") {
+			left = append(left, "link "+name)
+		}
+	}
+	routes, err := nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if r.Protocol == 87 {
+			left = append(left, "route "+r.String())
+		}
+	}
+	out, err := exec.Command("nsenter", "--net=/run/netns/"+n.Netns, "nft", "list", "tables").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list tables in %s: %v\n%s", n.Netns, err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		// Weft's tables (the lab's own weft-lab-apiservice is not Weft's).
+		if f := strings.Fields(line); len(f) == 3 && (f[2] == "weft" || f[2] == "weft-policy") {
+			left = append(left, line)
+		}
+	}
+	for _, p := range []string{"/etc/cni/net.d/10-weft.conflist", "/opt/cni/bin/weft-cni", "/var/lib/weft/node.json", "/var/lib/weft/ipam", "/run/weft/weft.sock"} {
+		dir, base := filepath.Split(p)
+		if _, err := os.Stat(filepath.Join(n.KubeletHostPath(filepath.Clean(dir)), base)); err == nil {
+			left = append(left, "file "+p)
+		}
+	}
+	return left
 }
 
 // veths lists the veth interfaces in the named namespace: the node's
