@@ -296,11 +296,17 @@ func startProber(ctx context.Context, pods []*lab.PodState) *prober {
 	return p
 }
 
+// halt stops the prober and waits for its last batches; a phase that
+// fails halfway defers it.
+func (p *prober) halt() {
+	p.stop.Store(true)
+	p.wg.Wait()
+}
+
 // finish stops the prober, waits for its last batches and records its
 // counts in phase.
 func (p *prober) finish(phase *ChaosPhase) error {
-	p.stop.Store(true)
-	p.wg.Wait()
+	p.halt()
 	phase.Sent, phase.Lost = p.sent, p.lost
 	lost := fmt.Sprintf("%d of %d echoes lost between pods that lived through the phase", p.lost, p.sent)
 	if len(p.pairs) > 0 {
@@ -393,6 +399,7 @@ func (ch *chaos) churn(ctx context.Context, phase *ChaosPhase) error {
 	l, c := ch.l, ch.c
 	long := l.Pods()
 	pr := startProber(ctx, long)
+	defer pr.halt()
 	start := time.Now()
 	var live []*lab.PodState // pods the churn made and has not deleted
 	adds, dels, addFail, delFail, kills := 0, 0, 0, 0, 0
@@ -468,6 +475,7 @@ func (ch *chaos) churn(ctx context.Context, phase *ChaosPhase) error {
 func (ch *chaos) datastoreDown(ctx context.Context, phase *ChaosPhase, kill bool) error {
 	l := ch.l
 	pr := startProber(ctx, l.Pods())
+	defer pr.halt()
 	how := "stopped (SIGTERM)"
 	if kill {
 		how = "killed (SIGKILL)"
@@ -528,6 +536,7 @@ func (ch *chaos) agentDown(ctx context.Context, phase *ChaosPhase) error {
 		return err
 	}
 	pr := startProber(ctx, l.Pods())
+	defer pr.halt()
 	if err := l.StopAgent(n.Name, syscall.SIGKILL); err != nil {
 		return err
 	}
@@ -591,6 +600,7 @@ func (ch *chaos) reboot(ctx context.Context, phase *ChaosPhase) error {
 	}
 	dead := slices.Clone(n.Pods)
 	pr := startProber(ctx, others)
+	defer pr.halt()
 	start := time.Now()
 	if err := l.RebootNode(n.Name); err != nil {
 		return err
@@ -640,6 +650,7 @@ func (ch *chaos) flap(ctx context.Context, phase *ChaosPhase) error {
 	l := ch.l
 	n := l.Nodes[0]
 	pr := startProber(ctx, l.Pods())
+	defer pr.halt()
 	set := func(up bool) error {
 		return ns.WithNetNSPath(netns.Path(n.Netns), func(ns.NetNS) error {
 			link, err := netlink.LinkByName("eth0")

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/weftnet/weft/internal/cniconf"
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/names"
@@ -34,10 +36,16 @@ func removeDir(dir string, all names.Dirs) ([]string, error) {
 	if err := weftDir(dir, entries, all); err != nil {
 		return nil, err
 	}
-	if len(entries) == 0 {
-		err = os.Remove(dir) // an empty directory: nothing else can go with it
-	} else {
-		err = os.RemoveAll(dir)
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("remove %s: %w", filepath.Join(dir, e.Name()), err)
+		}
+	}
+	err = os.Remove(dir)
+	if errors.Is(err, unix.EBUSY) {
+		// A mount point (a hostPath volume, a bind mount): what Weft kept
+		// there is gone; the directory is the mount's, not Weft's.
+		return []string{dir + " (emptied; it is a mount point)"}, nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove %s: %w", dir, err)
