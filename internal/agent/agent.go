@@ -24,6 +24,11 @@ type Agent struct {
 	mu     sync.Mutex
 	status Status
 
+	// stateMu orders the writers of node.json (setup and every resync,
+	// and each lease renewal), so that a renewal's expiry is never
+	// overwritten by an older one.
+	stateMu sync.Mutex
+
 	heartbeat    atomic.Int64 // unix nanos of the main loop's last turn
 	stateWritten atomic.Bool
 	reconciled   atomic.Bool
@@ -268,6 +273,9 @@ func (a *Agent) keepLease(ctx context.Context, l store.Lease, rec cluster.Node, 
 		default:
 			l = nl
 			a.update(func(s *Status) { s.Lease = &nl })
+			if err := a.stampLease(nl); err != nil {
+				a.log.Warn("cannot write the renewed lease into the node state", "err", err)
+			}
 			renewAt = nextRenewal(l)
 			if published {
 				// A no-op when the record is there; brings it back if the

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/cluster"
@@ -55,6 +56,32 @@ func (a *Agent) setup(l store.Lease, ip netip.Addr) (*datapath.Datapath, cluster
 	return dp, rec, nil
 }
 
+// leaseExpires is when the lease the node holds now lapses: l's, or a
+// later renewal's (the main loop keeps the lease it started with; the
+// renewals go to the status).
+func (a *Agent) leaseExpires(l store.Lease) time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cur := a.status.Lease; cur != nil && cur.Subnet == l.Subnet && cur.Expires.After(l.Expires) {
+		return cur.Expires
+	}
+	return l.Expires
+}
+
+// stampLease writes a renewed lease's expiry into node.json, at once:
+// the plugin refuses addresses of a subnet whose lease it sees lapsed.
+func (a *Agent) stampLease(l store.Lease) error {
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	st, err := nodestate.Read(a.cfg.Dirs.Data)
+	if err != nil || st.Subnet != l.Subnet {
+		return err // not written yet (setup writes it) or another subnet
+	}
+	st.LeaseExpires = a.leaseExpires(l)
+	_, err = nodestate.Write(a.cfg.Dirs.Data, st)
+	return err
+}
+
 // ensureNode makes the node state, bridge, forwarding, nftables table and
 // CNI config right; the conflist comes last, because the runtime starts
 // sending pods once it is there.
@@ -63,9 +90,11 @@ func (a *Agent) ensureNode(dp *datapath.Datapath, l store.Lease) error {
 	if err != nil {
 		return err
 	}
+	a.stateMu.Lock()
 	st := nodestate.State{Node: a.cfg.NodeName, Subnet: l.Subnet, ClusterCIDR: a.cfg.ClusterCIDR,
-		MTU: mtu, Bridge: names.Bridge, Backend: string(a.cfg.Backend)}
+		MTU: mtu, Bridge: names.Bridge, Backend: string(a.cfg.Backend), LeaseExpires: a.leaseExpires(l)}
 	changed, err := nodestate.Write(a.cfg.Dirs.Data, st)
+	a.stateMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("write node state: %w", err)
 	}

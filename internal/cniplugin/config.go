@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
@@ -116,6 +117,13 @@ func load(stdin []byte, needSubnet bool) (*Config, error) {
 	case err == nil:
 		if err := fillFromNodeState(c, st); err != nil && needSubnet {
 			return nil, err
+		}
+		if needSubnet && nc.Subnet == "" && st.Lapsed(time.Now()) {
+			// The agent has been down longer than its lease: another
+			// node may hold this subnet by now. No pod gets an address
+			// of it until the agent renews the lease (or takes another).
+			return nil, types.NewError(types.ErrTryAgainLater,
+				fmt.Sprintf("this node's lease on %s lapsed at %s and the weft agent has not renewed it", st.Subnet, st.LeaseExpires.Format(time.RFC3339)), "")
 		}
 	case !needSubnet:
 		// DEL and GC go on with the defaults: they must work when the

@@ -3,6 +3,9 @@
 // one agent programs a thousand peers. Each builds its labs, measures
 // interleaved runs, prints medians and ratios against a figure measured in
 // the same run, and removes its labs. Benchmarks never assert: they report.
+// The chaos run (chaos.go) also reports the invariants it saw broken (a
+// duplicate or leaked address, a doctor failure, a partial matrix), and
+// its command fails on them.
 package labbench
 
 import (

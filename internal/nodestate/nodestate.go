@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/weftnet/weft/internal/atomicfile"
 	"github.com/weftnet/weft/internal/ipam"
@@ -25,6 +26,16 @@ type State struct {
 	MTU         int          `json:"mtu"`
 	Bridge      string       `json:"bridge"`
 	Backend     string       `json:"backend"`
+	// LeaseExpires is when the node's hold on Subnet lapses unless the
+	// agent renews it (etcd mode; zero where subnets do not lapse, as a
+	// Kubernetes podCIDR). Past it, another node may hold the subnet, so
+	// the plugin gives no pod an address of it until the agent renews.
+	LeaseExpires time.Time `json:"leaseExpires,omitzero"`
+}
+
+// Lapsed reports whether the node's lease on its subnet has lapsed at now.
+func (s State) Lapsed(now time.Time) bool {
+	return !s.LeaseExpires.IsZero() && now.After(s.LeaseExpires)
 }
 
 // Gateway is the address the bridge holds, with the subnet's length.
