@@ -2,8 +2,13 @@
 // pod that answers, and a client that says whether a pod answered.
 //
 //	netcheck                          TCP and UDP echo on :8080 until SIGTERM
+//	netcheck serve PORT...            TCP and UDP echo on each port until SIGTERM
 //	netcheck connect HOST:PORT        exit 0 if a TCP echo comes back in 2 s
 //	netcheck connect --udp HOST:PORT  the same over UDP
+//	netcheck probe [--timeout 1s] HOST:PORT/tcp HOST:PORT/udp ...
+//	                                  try every target at once and print
+//	                                  "TARGET ok" or "TARGET fail" for each,
+//	                                  in the order given; exit 0 either way
 //
 // It is static and needs nothing from its image but itself.
 package main
@@ -37,8 +42,20 @@ func run(args []string) error {
 		defer stop()
 		return serve(ctx, ":8080", nil)
 	}
-	if args[0] != "connect" {
-		return fmt.Errorf("unknown command %q: want no arguments (serve) or connect [--udp] HOST:PORT", args[0])
+	switch args[0] {
+	case "serve":
+		addrs, err := servePorts(args[1:])
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		return serveAll(ctx, addrs, nil)
+	case "probe":
+		return probeCmd(os.Stdout, args[1:])
+	case "connect":
+	default:
+		return fmt.Errorf("unknown command %q: want no arguments, serve PORT..., connect [--udp] HOST:PORT or probe TARGET...", args[0])
 	}
 	network, rest := "tcp", args[1:]
 	if len(rest) > 0 && rest[0] == "--udp" {
@@ -47,7 +64,7 @@ func run(args []string) error {
 	if len(rest) != 1 {
 		return errors.New("usage: netcheck connect [--udp] HOST:PORT")
 	}
-	if err := connect(network, rest[0]); err != nil {
+	if err := connect(network, rest[0], timeout); err != nil {
 		return err
 	}
 	fmt.Printf("%s echo from %s ok\n", network, rest[0])
@@ -105,10 +122,11 @@ func serve(ctx context.Context, addr string, ready chan<- [2]net.Addr) error {
 	}
 }
 
-// connect sends a unique message to addr and waits for it to come back.
-func connect(network, addr string) error {
-	deadline := time.Now().Add(timeout)
-	c, err := net.DialTimeout(network, addr, timeout)
+// connect sends a unique message to addr and waits for it to come back
+// within limit.
+func connect(network, addr string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	c, err := net.DialTimeout(network, addr, limit)
 	if err != nil {
 		return err
 	}

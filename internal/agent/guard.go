@@ -23,30 +23,7 @@ import (
 // syncPodGuard makes the pod guard's set hold exactly the pods that have
 // both an IPAM lease and their veth on this node.
 func (a *Agent) syncPodGuard() error {
-	ch, err := firewall.SyncPods(func() ([]firewall.Pod, error) {
-		veths := map[string]bool{}
-		links, err := netlink.LinkList()
-		if err != nil {
-			return nil, fmt.Errorf("list links: %w", err)
-		}
-		for _, l := range links {
-			if n := l.Attrs().Name; l.Type() == "veth" && strings.HasPrefix(n, names.VethPrefix) {
-				veths[n] = true
-			}
-		}
-		leases, err := ipam.OpenForRelease(ipam.Dir(a.cfg.Dirs.Data, names.NetworkName)).Leases()
-		if err != nil {
-			return nil, fmt.Errorf("read the pods' leases: %w", err)
-		}
-		var pods []firewall.Pod
-		for _, l := range leases {
-			veth := cniplugin.HostVethName(l.ContainerID, l.IfName)
-			if veths[veth] {
-				pods = append(pods, firewall.Pod{Veth: veth, MAC: cniplugin.PodMAC(l.Addr), IP: l.Addr})
-			}
-		}
-		return pods, nil
-	})
+	ch, err := firewall.SyncPods(a.localPods)
 	if err != nil {
 		return fmt.Errorf("sync the pod guard: %w", err)
 	}
@@ -54,6 +31,33 @@ func (a *Agent) syncPodGuard() error {
 		a.log.Info("pod guard synced", "added", ch.Added, "removed", ch.Removed)
 	}
 	return nil
+}
+
+// localPods is every pod of this node that has both an IPAM lease and its
+// veth.
+func (a *Agent) localPods() ([]firewall.Pod, error) {
+	veths := map[string]bool{}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range links {
+		if n := l.Attrs().Name; l.Type() == "veth" && strings.HasPrefix(n, names.VethPrefix) {
+			veths[n] = true
+		}
+	}
+	leases, err := ipam.OpenForRelease(ipam.Dir(a.cfg.Dirs.Data, names.NetworkName)).Leases()
+	if err != nil {
+		return nil, fmt.Errorf("read the pods' leases: %w", err)
+	}
+	var pods []firewall.Pod
+	for _, l := range leases {
+		veth := cniplugin.HostVethName(l.ContainerID, l.IfName)
+		if veths[veth] {
+			pods = append(pods, firewall.Pod{Veth: veth, MAC: cniplugin.PodMAC(l.Addr), IP: l.Addr})
+		}
+	}
+	return pods, nil
 }
 
 // syncVXLANGuard lets in VXLAN from exactly the peers the datapath

@@ -108,7 +108,7 @@ func (a *Agent) ensureNode(dp *datapath.Datapath, l store.Lease) error {
 	if err := enableForwarding(a.cfg.ProcSysNet); err != nil {
 		return err
 	}
-	if err := firewall.Ensure(a.cfg.ClusterCIDR); err != nil {
+	if err := firewall.EnsureWithPods(a.cfg.ClusterCIDR, a.localPods); err != nil {
 		return err
 	}
 	if err := a.syncPodGuard(); err != nil {

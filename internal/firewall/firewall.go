@@ -31,7 +31,14 @@ import (
 // clusterCIDR, in the network namespace of the calling thread. It does
 // nothing to a table that is already right, and keeps the sets' elements
 // of a table it replaces.
-func Ensure(clusterCIDR netip.Prefix) error {
+func Ensure(clusterCIDR netip.Prefix) error { return EnsureWithPods(clusterCIDR, nil) }
+
+// EnsureWithPods is Ensure, and when it makes the pod guard's table it
+// makes it already holding pods(): on a node that runs pods before the
+// guard exists (the first install, an upgrade from a Weft without it),
+// their packets pass from the guard's first moment, with no gap until
+// the next sync adds them.
+func EnsureWithPods(clusterCIDR netip.Prefix, pods func() ([]Pod, error)) error {
 	if !clusterCIDR.IsValid() || !clusterCIDR.Addr().Is4() {
 		return fmt.Errorf("firewall: cluster CIDR %q is not an IPv4 prefix", clusterCIDR)
 	}
@@ -46,7 +53,13 @@ func Ensure(clusterCIDR netip.Prefix) error {
 			return err
 		}
 		if !ok {
-			if err := replace(c, l); err != nil {
+			var seed []nftables.SetElement
+			if l.table.Family == nftables.TableFamilyBridge && pods != nil {
+				if seed, err = podElements(pods); err != nil {
+					return err
+				}
+			}
+			if err := replace(c, l, seed); err != nil {
 				return err
 			}
 		}
@@ -55,8 +68,9 @@ func Ensure(clusterCIDR netip.Prefix) error {
 }
 
 // replace swaps table l.table for layout l in one batch, carrying over the
-// elements of the old table's sets of the same name and type.
-func replace(c *nftables.Conn, l layout) error {
+// elements of the old table's sets of the same name and type; pods seeds
+// the pod guard's set.
+func replace(c *nftables.Conn, l layout, pods []nftables.SetElement) error {
 	keep := map[string][]nftables.SetElement{}
 	if old, err := findTable(c, l.table.Family); err != nil {
 		return err
@@ -74,6 +88,17 @@ func replace(c *nftables.Conn, l layout) error {
 					}
 					keep[s.Name] = els
 				}
+			}
+		}
+	}
+	if len(pods) > 0 {
+		seen := map[string]bool{}
+		for _, e := range keep[setPods] {
+			seen[string(e.Key)] = true
+		}
+		for _, e := range pods {
+			if !seen[string(e.Key)] {
+				keep[setPods] = append(keep[setPods], e)
 			}
 		}
 	}

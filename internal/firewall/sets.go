@@ -54,20 +54,29 @@ func SyncPeers(peers []Peer) (Changes, error) {
 func SyncPods(desired func() ([]Pod, error)) (Changes, error) {
 	l := bridgeLayout()
 	return syncSetsWith(l, func() (map[string][]nftables.SetElement, error) {
-		pods, err := desired()
+		els, err := podElements(desired)
 		if err != nil {
 			return nil, err
 		}
-		els := make([]nftables.SetElement, 0, len(pods))
-		for _, p := range pods {
-			k, err := podKey(p)
-			if err != nil {
-				return nil, err
-			}
-			els = append(els, nftables.SetElement{Key: k})
-		}
 		return map[string][]nftables.SetElement{setPods: els}, nil
 	})
+}
+
+// podElements is the pod guard's set elements for the pods list gives.
+func podElements(list func() ([]Pod, error)) ([]nftables.SetElement, error) {
+	pods, err := list()
+	if err != nil {
+		return nil, err
+	}
+	els := make([]nftables.SetElement, 0, len(pods))
+	for _, p := range pods {
+		k, err := podKey(p)
+		if err != nil {
+			return nil, err
+		}
+		els = append(els, nftables.SetElement{Key: k})
+	}
+	return els, nil
 }
 
 // AllowPod adds pod p to the pod guard, for the CNI plugin at ADD: the
