@@ -15,42 +15,19 @@ KUBE_VERSION=v1.37.2
 KUBE_MINOR=37
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cache_root="${WEFT_KUBE_CACHE:-/var/cache/weft}"
-dir="$cache_root/kube-node-$KUBE_VERSION"
+source "$here/../lib/cache.sh"
 bins=(kubelet kube-scheduler)
-
-complete() {
-	for b in "${bins[@]}"; do [ -x "$dir/$b" ] || return 1; done
-	[ "$(cat "$dir/VERSION" 2>/dev/null)" = "$KUBE_VERSION" ]
-}
-
-mkdir -p "$cache_root"
 # build.sh's lock: one Kubernetes build at a time per machine.
-exec 9>"$cache_root/.kube-build.lock"
-flock 9
-
-if complete; then
-	echo "$dir"
-	exit 0
-fi
-
-echo "building kubelet and kube-scheduler $KUBE_VERSION into $dir" >&2
-tmp="$(mktemp -d "$cache_root/.kube-node-build.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
+cache_open "kube-node-$KUBE_VERSION" "$KUBE_VERSION" kube-build "${bins[@]}"
+echo "building kubelet and kube-scheduler $KUBE_VERSION into $cache_dir" >&2
 
 cd "$here"
 export CGO_ENABLED=0
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$KUBE_MINOR"
 for cmd in "${bins[@]}"; do
 	start=$SECONDS
-	nice -n 10 go build -trimpath -ldflags "$ldflags" -o "$tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+	nice -n 10 go build -trimpath -ldflags "$ldflags" -o "$cache_tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
 	echo "built $cmd in $((SECONDS - start))s" >&2
 done
 
-echo "$KUBE_VERSION" >"$tmp/VERSION"
-# Publish the whole set at once so a reader never sees half a cache.
-rm -rf "$dir"
-mv "$tmp" "$dir"
-chmod 755 "$dir"
-trap - EXIT
-echo "$dir"
+cache_publish
