@@ -23,8 +23,8 @@ func policyRunner(node, procSysNet string, m *metrics.Metrics, log *slog.Logger)
 	if client == nil {
 		return nil
 	}
-	return func(ctx context.Context, cidrs []netip.Prefix) error {
-		ctl, err := policyctl.New(policyctl.Config{Client: client, NodeName: node, NodeCIDRs: cidrs, Logger: log, ProcSysNet: procSysNet})
+	return func(ctx context.Context, cidrs []netip.Prefix, report func(string)) error {
+		ctl, err := policyctl.New(policyctl.Config{Client: client, NodeName: node, NodeCIDRs: cidrs, Logger: log, ProcSysNet: procSysNet, Report: report})
 		if err != nil {
 			return err
 		}

@@ -11,8 +11,9 @@ import (
 // PolicyRunner enforces NetworkPolicy for the node's pod subnets until ctx
 // ends (package policyctl in Kubernetes mode). It must leave the kernel's
 // table in place when it returns: policy is enforced while the agent
-// restarts.
-type PolicyRunner func(ctx context.Context, podCIDRs []netip.Prefix) error
+// restarts. It calls report with what keeps enforcement from being whole
+// (empty once it is), for the agent's status.
+type PolicyRunner func(ctx context.Context, podCIDRs []netip.Prefix, report func(problem string)) error
 
 // startPolicy runs the policy runner, if any, for the leased subnet. A
 // failure is logged, not fatal: routing the node's pods matters more than
@@ -24,8 +25,10 @@ func (a *Agent) startPolicy(ctx context.Context, wg *sync.WaitGroup, subnet neti
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := a.cfg.Policy(ctx, []netip.Prefix{subnet}); err != nil && ctx.Err() == nil {
+		report := func(problem string) { a.update(func(s *Status) { s.PolicyError = problem }) }
+		if err := a.cfg.Policy(ctx, []netip.Prefix{subnet}, report); err != nil && ctx.Err() == nil {
 			a.log.Error("NetworkPolicy enforcement stopped; the last verdicts stay in force", "err", err)
+			a.update(func(s *Status) { s.PolicyError = err.Error() })
 		}
 	}()
 }

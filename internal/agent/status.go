@@ -34,6 +34,10 @@ type Status struct {
 	// LastSetupError is set while repairing the node's setup (bridge,
 	// node state, nftables, CNI config) fails.
 	LastSetupError string `json:"lastSetupError,omitempty"`
+	// PolicyError says what keeps NetworkPolicy enforcement from being
+	// whole (it stopped, an apply failed, same-node traffic bypasses it);
+	// the last verdicts applied stay in the kernel.
+	PolicyError string `json:"policyError,omitempty"`
 	// Routes, Neighbours and FDB count what the datapath programs.
 	Routes     int                 `json:"routes"`
 	Neighbours int                 `json:"neighbours"`

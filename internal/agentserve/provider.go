@@ -45,6 +45,9 @@ func (p provider) Status(context.Context) (agentapi.Status, error) {
 	if st.LastReconcileError != "" {
 		s.Degraded = append(s.Degraded, "last datapath reconcile failed: "+st.LastReconcileError)
 	}
+	if st.PolicyError != "" {
+		s.Degraded = append(s.Degraded, "NetworkPolicy: "+st.PolicyError)
+	}
 	if st.Lease != nil {
 		s.Subnet = st.Lease.Subnet
 		used, free, err := o.addresses(st.Lease.Subnet)

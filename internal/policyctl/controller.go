@@ -39,6 +39,10 @@ type Config struct {
 	// ProcSysNet is where the node's net sysctls are (default
 	// /proc/sys/net; see agent.Config).
 	ProcSysNet string
+	// Report, when set, is told what keeps enforcement from being whole
+	// after every apply ("" once it is), so that it reaches the
+	// operator, not only the log.
+	Report func(problem string)
 }
 
 // Controller keeps the node's policy table equal to what the cluster's
@@ -54,6 +58,8 @@ type Controller struct {
 	mu      sync.Mutex
 	last    *netpol.State
 	lastErr error
+	// bridgeErr is why same-node traffic is not policed, if it is not.
+	bridgeErr error
 }
 
 // New checks cfg.
@@ -97,6 +103,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	if err := c.ensureBridgeNF(); err != nil {
 		c.cfg.Logger.Error("policy: same-node traffic bypasses NetworkPolicy", "err", err)
+		c.mu.Lock()
+		c.bridgeErr = err
+		c.mu.Unlock()
 	}
 	c.cfg.Logger.Info("policy: cluster listed; enforcing", "node", c.cfg.NodeName)
 	resync := time.NewTicker(c.cfg.Resync)
@@ -125,7 +134,15 @@ func (c *Controller) apply() {
 	if err == nil {
 		c.last = st
 	}
+	problem := errors.Join(c.bridgeErr, err)
 	c.mu.Unlock()
+	if c.cfg.Report != nil {
+		if problem != nil {
+			c.cfg.Report(problem.Error())
+		} else {
+			c.cfg.Report("")
+		}
+	}
 	if err != nil {
 		c.cfg.Logger.Error("policy: apply failed; retrying on the next change or resync", "err", err)
 		return

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,8 +55,13 @@ func TestControllerEnforcesWhatTheClusterSays(t *testing.T) {
 	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{gvrPods: "PodList", gvrNamespaces: "NamespaceList", gvrPolicies: "NetworkPolicyList"},
 		object("v1", "Namespace", "", "x", nil), pod("a", "10.244.1.11"), pod("b", "10.244.1.12"), deny)
+	// A node without br_netfilter: same-node traffic bypasses the policy
+	// table, and the operator is told through the report, not only the log.
+	var reportMu sync.Mutex
+	var reported []string
 	ctl, err := New(Config{Client: client, NodeName: "n1", NodeCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24")},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ProcSysNet: t.TempDir(),
+		Report: func(p string) { reportMu.Lock(); reported = append(reported, p); reportMu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +108,11 @@ func TestControllerEnforcesWhatTheClusterSays(t *testing.T) {
 		}
 		return nil
 	})
+	reportMu.Lock()
+	if len(reported) == 0 || !strings.Contains(reported[len(reported)-1], "br_netfilter") {
+		t.Errorf("reports %q: want the missing br_netfilter named", reported)
+	}
+	reportMu.Unlock()
 
 	pods := client.Resource(gvrPods).Namespace("x")
 	if _, err := pods.Create(ctx, pod("c", "10.244.1.13"), metav1.CreateOptions{}); err != nil {
