@@ -9,6 +9,11 @@
 //	                                  try every target at once and print
 //	                                  "TARGET ok" or "TARGET fail" for each,
 //	                                  in the order given; exit 0 either way
+//	netcheck hold [--for 30s] HOST:PORT
+//	                                  hold a TCP connection, send a byte every
+//	                                  100 ms, print when the echo stops
+//	netcheck poll [--for 5s] < TARGET  check TARGET every 20 ms from the moment
+//	                                  it is read, print the first echo's time
 //
 // It is static and needs nothing from its image but itself.
 package main
@@ -53,9 +58,13 @@ func run(args []string) error {
 		return serveAll(ctx, addrs, nil)
 	case "probe":
 		return probeCmd(os.Stdout, args[1:])
+	case "hold":
+		return holdCmd(os.Stdout, args[1:])
+	case "poll":
+		return pollCmd(os.Stdout, os.Stdin, args[1:])
 	case "connect":
 	default:
-		return fmt.Errorf("unknown command %q: want no arguments, serve PORT..., connect [--udp] HOST:PORT or probe TARGET...", args[0])
+		return fmt.Errorf("unknown command %q: want no arguments, serve PORT..., connect [--udp] HOST:PORT, probe TARGET..., hold HOST:PORT or poll", args[0])
 	}
 	network, rest := "tcp", args[1:]
 	if len(rest) > 0 && rest[0] == "--udp" {

@@ -16,6 +16,7 @@ import (
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/netpol"
 	"github.com/weftnet/weft/internal/store/etcdstore"
 )
 
@@ -114,8 +115,9 @@ func runAgent(args []string) error {
 
 	m := metrics.New()
 	cfg.Metrics = m
+	var explainPolicy func(ns, name string) (netpol.Explanation, error)
 	if *netpolOn {
-		cfg.Policy = policyRunner(cfg.NodeName, cfg.ProcSysNet, m, log)
+		cfg.Policy, explainPolicy = policyRunner(cfg.NodeName, cfg.ProcSysNet, m, log)
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -127,6 +129,7 @@ func runAgent(args []string) error {
 		opsErr <- agentserve.Run(opsCtx, a, agentserve.Config{
 			ClusterCIDR: cfg.ClusterCIDR, Dirs: cfg.Dirs,
 			DatastoreKind: *dsName, DatastoreEndpoint: endpoint, MetricsAddr: *metricsAddr, Metrics: m, Logger: log,
+			Policy: explainPolicy,
 		})
 	}()
 	err = a.Run(ctx)

@@ -21,6 +21,7 @@ import (
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/netpol"
 	"github.com/weftnet/weft/internal/preflight"
 	"github.com/weftnet/weft/internal/testbin"
 	"github.com/weftnet/weft/internal/testnet"
@@ -38,6 +39,14 @@ func (opsAgent) Status(context.Context) (agentapi.Status, error) {
 		Peers: 2, Unreachable: 1, Pods: 3, AddressesUsed: 3, AddressesFree: 250, Version: "v9.9.9",
 		StartedAt: time.Now().Add(-time.Hour), Degraded: []string{"peer wto-c unreachable for 2m0s"},
 	}, nil
+}
+
+func (opsAgent) Policy(_ context.Context, ns, name string) (netpol.Explanation, error) {
+	if ns != "x" || name != "a" {
+		return netpol.Explanation{}, fmt.Errorf("no pod %s/%s in the cluster", ns, name)
+	}
+	return netpol.Explanation{Pod: "x/a", IP: netip.MustParseAddr("10.244.1.2"), Node: "n1", IsolatedIngress: true,
+		Policies: []netpol.Explained{{Policy: "x/web", IsolatesIngress: true, Ingress: []string{"from pods {pod=b} of namespace x on TCP 80"}}}}, nil
 }
 
 func (opsAgent) Peers(context.Context) ([]agentapi.Peer, error) {
@@ -114,6 +123,28 @@ func TestStatusAndPeersCommands(t *testing.T) {
 	var ps []agentapi.Peer
 	if err := json.Unmarshal(out, &ps); err != nil || len(ps) != 2 || ps[0].Name != "wto-c" || !ps[0].Down {
 		t.Errorf("weft peers -o json: %v %+v", err, ps)
+	}
+}
+
+// `weft policy NAMESPACE/POD` shows what the agent says of a pod's
+// policies; an unknown pod is the agent's error, said by the command.
+func TestPolicyCommand(t *testing.T) {
+	bin, dir := weftBin(t), serveAgent(t)
+	out, err := exec.Command(bin, "policy", "x/a", "--run-dir", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("weft policy: %v\n%s", err, out)
+	}
+	for _, want := range []string{"pod x/a (10.244.1.2 on n1)", "ingress: isolated", "egress:  open", "x/web", "ingress: allows from pods {pod=b} of namespace x on TCP 80"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("weft policy lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = exec.Command(bin, "policy", "--run-dir", dir, "x/nope").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no pod x/nope") {
+		t.Errorf("weft policy on an unknown pod: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "policy", "--run-dir", dir, "nonamespace").CombinedOutput(); err == nil || !strings.Contains(string(out), "NAMESPACE/POD") {
+		t.Errorf("weft policy without a namespace: %v\n%s", err, out)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/internal/netpol"
 )
 
 // fixedProvider answers with what it holds, like an agent whose state does
@@ -21,6 +23,9 @@ type fixedProvider struct {
 
 func (p fixedProvider) Status(context.Context) (Status, error) { return p.status, p.err }
 func (p fixedProvider) Peers(context.Context) ([]Peer, error)  { return p.peers, p.err }
+func (p fixedProvider) Policy(_ context.Context, ns, name string) (netpol.Explanation, error) {
+	return netpol.Explanation{Pod: ns + "/" + name}, p.err
+}
 
 func serve(t *testing.T, p Provider) string {
 	t.Helper()

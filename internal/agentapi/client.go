@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/weftnet/weft/internal/netpol"
 )
 
 // Client talks to the agent on this node through its socket.
@@ -48,6 +50,13 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	var ps []Peer
 	err := c.get(ctx, "/peers", &ps)
 	return ps, err
+}
+
+// Policy fetches GET /policy for the pod namespace/name.
+func (c *Client) Policy(ctx context.Context, pod string) (netpol.Explanation, error) {
+	var ex netpol.Explanation
+	err := c.get(ctx, "/policy?pod="+url.QueryEscape(pod), &ex)
+	return ex, err
 }
 
 func (c *Client) get(ctx context.Context, path string, v any) error {

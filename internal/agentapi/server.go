@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -136,6 +137,19 @@ func Handler(p Provider) http.Handler {
 			ps = []Peer{}
 		}
 		writeJSON(w, http.StatusOK, ps)
+	})
+	mux.HandleFunc("GET /policy", func(w http.ResponseWriter, r *http.Request) {
+		ns, name, ok := strings.Cut(r.URL.Query().Get("pod"), "/")
+		if !ok || ns == "" || name == "" {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "want ?pod=NAMESPACE/NAME"})
+			return
+		}
+		ex, err := p.Policy(r.Context(), ns, name)
+		if err != nil {
+			writeError(w, fmt.Errorf("policy: %w", err))
+			return
+		}
+		writeJSON(w, http.StatusOK, ex)
 	})
 	return mux
 }

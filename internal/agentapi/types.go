@@ -9,11 +9,13 @@ package agentapi
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/netpol"
 )
 
 // Provider is what the agent implements to answer the API. Both calls must
@@ -22,7 +24,14 @@ import (
 type Provider interface {
 	Status(ctx context.Context) (Status, error)
 	Peers(ctx context.Context) ([]Peer, error)
+	// Policy explains NetworkPolicy for the pod namespace/name; an agent
+	// that does not enforce it answers ErrNoPolicy.
+	Policy(ctx context.Context, namespace, name string) (netpol.Explanation, error)
 }
+
+// ErrNoPolicy is the answer of an agent that enforces no NetworkPolicy
+// (the etcd datastore, or --network-policy=false).
+var ErrNoPolicy = errors.New("this agent enforces no NetworkPolicy (it runs with the etcd datastore or --network-policy=false)")
 
 // Status is this node's network in a few lines: `weft status`.
 type Status struct {

@@ -27,6 +27,7 @@ import (
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/netpol"
 	"github.com/weftnet/weft/internal/probe"
 )
 
@@ -59,6 +60,9 @@ type Config struct {
 	// Poll is how often the agent's status is read (default 1s).
 	Poll   time.Duration
 	Logger *slog.Logger
+	// Policy explains NetworkPolicy for a pod (`weft policy`); nil when
+	// the agent enforces none.
+	Policy func(namespace, name string) (netpol.Explanation, error)
 }
 
 // Server is one agent's running servers.

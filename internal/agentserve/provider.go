@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/agentapi"
+	"github.com/weftnet/weft/internal/netpol"
 	"github.com/weftnet/weft/internal/probe"
 	"github.com/weftnet/weft/internal/version"
 )
@@ -92,4 +93,11 @@ func (p provider) Peers(context.Context) ([]agentapi.Peer, error) {
 		out = append(out, ap)
 	}
 	return out, nil
+}
+
+func (p provider) Policy(_ context.Context, namespace, name string) (netpol.Explanation, error) {
+	if p.o.cfg.Policy == nil {
+		return netpol.Explanation{}, agentapi.ErrNoPolicy
+	}
+	return p.o.cfg.Policy(namespace, name)
 }

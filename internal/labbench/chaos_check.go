@@ -199,20 +199,51 @@ func (ch *chaos) end(ctx context.Context, phase *ChaosPhase) error {
 	}
 	pairs := len(m.Pods) * (len(m.Pods) - 1)
 	phase.figure("matrix: %d/%d pod pairs connected with 3 echoes each", pairs-len(m.Failures()), pairs)
-	healthy := 0
-	for _, n := range l.Nodes {
-		bad, err := runDoctor(ctx, l, n)
-		if err != nil {
-			return err
+	return ch.doctorHealthy(ctx, phase, time.Now(), "the run's end")
+}
+
+// doctorTimeout bounds the wait for `weft doctor` to pass on every node.
+const doctorTimeout = 30 * time.Second
+
+// doctorHealthy runs `weft doctor` on every node until it passes on all
+// of them, and reports how long after since that was: a node may need a
+// moment after an outage (its agent renews a lapsed lease on its next
+// try), and what doctor said until then is a figure too. Still failing
+// after doctorTimeout breaks the invariant.
+func (ch *chaos) doctorHealthy(ctx context.Context, phase *ChaosPhase, since time.Time, what string) error {
+	deadline := time.Now().Add(doctorTimeout)
+	var first []string
+	for {
+		var bad []string
+		for _, n := range ch.l.Nodes {
+			b, err := runDoctor(ctx, ch.l, n)
+			if err != nil {
+				return err
+			}
+			for _, f := range b {
+				bad = append(bad, n.Name+": "+f)
+			}
 		}
-		if len(bad) > 0 {
-			phase.broke("weft doctor on %s: %s", n.Name, strings.Join(bad, "; "))
-			continue
+		if first == nil {
+			first = append([]string{}, bad...)
 		}
-		healthy++
+		if len(bad) == 0 {
+			phase.figure("weft doctor healthy on all %d nodes %s after %s", len(ch.l.Nodes), time.Since(since).Round(time.Millisecond), what)
+			if len(first) > 0 {
+				phase.figure("until then doctor said: %s", strings.Join(first, "; "))
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			phase.broke("weft doctor still failing %s after %s: %s", doctorTimeout, what, strings.Join(bad, "; "))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	phase.figure("weft doctor healthy on %d of %d nodes", healthy, len(l.Nodes))
-	return nil
 }
 
 // runDoctor runs `weft doctor` in node's namespace, pointed at its

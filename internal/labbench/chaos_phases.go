@@ -146,7 +146,10 @@ func (ch *chaos) datastoreDown(ctx context.Context, phase *ChaosPhase, kill bool
 	if phase.Lost > 0 {
 		phase.broke("%d echoes lost during the datastore outage", phase.Lost)
 	}
-	return ch.fullMatrix(ctx, phase, back, "the datastore returned")
+	if err := ch.fullMatrix(ctx, phase, back, "the datastore returned"); err != nil {
+		return err
+	}
+	return ch.doctorHealthy(ctx, phase, back, "the datastore returned")
 }
 
 // agentDown kills the last node's agent for twice the lease TTL and starts

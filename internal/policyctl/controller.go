@@ -224,3 +224,9 @@ func slim(obj any) (any, error) {
 	}
 	return obj, nil
 }
+
+// Explain says which policies select the pod namespace/name and what they
+// allow, from the controller's view of the cluster (`weft policy`).
+func (c *Controller) Explain(namespace, name string) (netpol.Explanation, error) {
+	return netpol.Explain(c.cl.input(c.cfg.NodeName, c.cfg.NodeCIDRs), namespace, name)
+}
