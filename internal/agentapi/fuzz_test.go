@@ -15,7 +15,7 @@ func FuzzAPIRequest(f *testing.F) {
 	for _, s := range []struct{ method, path, body string }{
 		{"GET", "/status", ""}, {"GET", "/peers", ""}, {"POST", "/status", "{}"},
 		{"GET", "/status/../peers", ""}, {"DELETE", "/peers", "x"}, {"GET", "/%zz", ""},
-		{"GET", "//peers?x=1", ""}, {"PUT", "/", "\x00\xff"},
+		{"GET", "//peers?x=1", ""}, {"PUT", "/", "\x00\xff"}, {"GET", "/policy", ""},
 	} {
 		f.Add(s.method, s.path, []byte(s.body))
 	}

@@ -372,7 +372,12 @@ zc X........`}},
 			t.Logf("case took %s", time.Since(began).Round(time.Millisecond))
 		})
 	}
-	t.Logf("whole test so far: %s", time.Since(start).Round(time.Millisecond))
+	t.Run("new pod under default deny is never answered", func(t *testing.T) { newPodUnderDefaultDeny(t, np) })
+	t.Run("open connection stops when a policy denies it", func(t *testing.T) {
+		np.expect(t, "before the policy", npWait, []npProbe{{80, "tcp", npAllOpen}})
+		openConnectionCut(t, np)
+	})
+	t.Logf("whole test: %s", time.Since(start).Round(time.Millisecond))
 }
 
 // npWait bounds how long the agents may take to make the tables right:
