@@ -12,8 +12,9 @@
 //	netcheck hold [--for 30s] HOST:PORT
 //	                                  hold a TCP connection, send a byte every
 //	                                  100 ms, print when the echo stops
-//	netcheck poll [--for 5s] < TARGET  check TARGET every 20 ms from the moment
-//	                                  it is read, print the first echo's time
+//	netcheck poll [--for 5s] TARGET...
+//	                                  check every target every 20 ms, print
+//	                                  when each first answered
 //
 // It is static and needs nothing from its image but itself.
 package main
@@ -61,10 +62,10 @@ func run(args []string) error {
 	case "hold":
 		return holdCmd(os.Stdout, args[1:])
 	case "poll":
-		return pollCmd(os.Stdout, os.Stdin, args[1:])
+		return pollCmd(os.Stdout, args[1:])
 	case "connect":
 	default:
-		return fmt.Errorf("unknown command %q: want no arguments, serve PORT..., connect [--udp] HOST:PORT, probe TARGET..., hold HOST:PORT or poll", args[0])
+		return fmt.Errorf("unknown command %q: want no arguments, serve PORT..., connect [--udp] HOST:PORT, probe TARGET..., hold HOST:PORT or poll TARGET...", args[0])
 	}
 	network, rest := "tcp", args[1:]
 	if len(rest) > 0 && rest[0] == "--udp" {

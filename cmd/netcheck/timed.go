@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -66,66 +65,60 @@ func holdCmd(w io.Writer, args []string) error {
 	return nil
 }
 
-// pollCmd says "ready", reads one target (HOST:PORT/tcp|udp) from r, and
-// then starts a check of it every period, each bounded by limit, until
-// run elapses: a tight, bounded loop from the moment the caller knows the
-// target, as soon as it knows it (the process is already running).
+// pollCmd checks every target (HOST:PORT/tcp|udp) every period, each
+// check bounded by limit, until run elapses: a tight, bounded loop that
+// can start before the targets exist (a pod's address to come).
 //
-//	ready
-//	target TARGET T
-//	first-ok T          (only if some check got its echo)
-//	done tries=N ok=M
-func pollCmd(w io.Writer, r io.Reader, args []string) error {
+//	started T
+//	first-ok TARGET T   (for each target that answered, in the order given)
+//	done tries=N ok=M   (checks of all targets)
+func pollCmd(w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("poll", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	run := fs.Duration("for", 5*time.Second, "how long to keep checking")
-	period := fs.Duration("every", 20*time.Millisecond, "time between two checks")
+	period := fs.Duration("every", 20*time.Millisecond, "time between two checks of a target")
 	limit := fs.Duration("timeout", 200*time.Millisecond, "bound on each check")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("poll: %w", err)
 	}
-	if fs.NArg() != 0 || *run <= 0 || *period <= 0 || *limit <= 0 {
-		return errors.New("usage: netcheck poll [--for 5s] [--every 20ms] [--timeout 200ms] < TARGET")
+	if fs.NArg() == 0 || *run <= 0 || *period <= 0 || *limit <= 0 {
+		return errors.New("usage: netcheck poll [--for 5s] [--every 20ms] [--timeout 200ms] TARGET...")
 	}
-	fmt.Fprintln(w, "ready")
-	line, err := bufio.NewReader(r).ReadString('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
-		return fmt.Errorf("poll: reading the target: %w", err)
-	}
-	tg, err := parseTarget(trimNewline(line))
-	if err != nil {
-		return err
+	var targets []target
+	for _, a := range fs.Args() {
+		tg, err := parseTarget(a)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, tg)
 	}
 	start := time.Now()
-	fmt.Fprintf(w, "target %s %d\n", tg.text, start.UnixNano())
+	fmt.Fprintf(w, "started %d\n", start.UnixNano())
 	var (
 		tries, oks atomic.Int64
-		first      atomic.Int64
+		first      = make([]atomic.Int64, len(targets))
 		wg         sync.WaitGroup
 	)
 	for next := start; next.Before(start.Add(*run)); next = next.Add(*period) {
 		time.Sleep(time.Until(next))
-		wg.Add(1)
-		tries.Add(1)
-		go func() {
-			defer wg.Done()
-			if connect(tg.network, tg.addr, *limit) == nil {
-				oks.Add(1)
-				first.CompareAndSwap(0, time.Now().UnixNano())
-			}
-		}()
+		for i, tg := range targets {
+			wg.Add(1)
+			tries.Add(1)
+			go func() {
+				defer wg.Done()
+				if connect(tg.network, tg.addr, *limit) == nil {
+					oks.Add(1)
+					first[i].CompareAndSwap(0, time.Now().UnixNano())
+				}
+			}()
+		}
 	}
 	wg.Wait()
-	if f := first.Load(); f != 0 {
-		fmt.Fprintf(w, "first-ok %d\n", f)
+	for i, tg := range targets {
+		if f := first[i].Load(); f != 0 {
+			fmt.Fprintf(w, "first-ok %s %d\n", tg.text, f)
+		}
 	}
 	fmt.Fprintf(w, "done tries=%d ok=%d\n", tries.Load(), oks.Load())
 	return nil
-}
-
-func trimNewline(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
-		s = s[:len(s)-1]
-	}
-	return s
 }

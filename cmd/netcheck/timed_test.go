@@ -47,32 +47,28 @@ func TestHoldReportsTheFirstUnansweredByte(t *testing.T) {
 	}
 }
 
-func TestPollChecksTheTargetItReads(t *testing.T) {
-	tcp, _ := startServer(t)
-	var out bytes.Buffer
-	if err := pollCmd(&out, strings.NewReader(tcp+"/tcp\n"), []string{"--for", "200ms", "--every", "20ms"}); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 4 || lines[0] != "ready" || !strings.HasPrefix(lines[1], "target "+tcp+"/tcp ") ||
-		!strings.HasPrefix(lines[2], "first-ok ") || !strings.HasPrefix(lines[3], "done tries=10 ok=") || lines[3] == "done tries=10 ok=0" {
-		t.Errorf("poll printed\n%s", out.String())
-	}
-
-	// A silent UDP socket: every check fails, none is reported.
+func TestPollReportsWhichTargetsAnswered(t *testing.T) {
+	tcp, udp := startServer(t)
+	// A silent UDP socket: every check of it fails.
 	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	out.Reset()
-	if err := pollCmd(&out, strings.NewReader(silent.LocalAddr().String()+"/udp"), []string{"--for", "100ms", "--timeout", "50ms"}); err != nil {
+	var out bytes.Buffer
+	args := []string{"--for", "200ms", "--every", "20ms", "--timeout", "2s", silent.LocalAddr().String() + "/udp", tcp + "/tcp", udp + "/udp"}
+	if err := pollCmd(&out, args); err != nil {
 		t.Fatal(err)
 	}
-	if s := out.String(); strings.Contains(s, "first-ok") || !strings.Contains(s, " ok=0\n") {
-		t.Errorf("poll of a silent socket printed\n%s", s)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "started ") ||
+		!strings.HasPrefix(lines[1], "first-ok "+tcp+"/tcp ") || !strings.HasPrefix(lines[2], "first-ok "+udp+"/udp ") ||
+		lines[3] != "done tries=30 ok=20" {
+		t.Errorf("poll printed\n%s", out.String())
 	}
-	if err := pollCmd(&out, strings.NewReader("nonsense\n"), nil); err == nil {
-		t.Error("poll of a bad target succeeded")
+	for _, bad := range [][]string{nil, {"nonsense"}, {"--for", "0s", tcp + "/tcp"}} {
+		if err := pollCmd(&out, bad); err == nil {
+			t.Errorf("poll %q succeeded", bad)
+		}
 	}
 }

@@ -132,6 +132,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer resync.Stop()
 	beat := time.NewTicker(2 * time.Second)
 	defer beat.Stop()
+	kernel, err := watchKernel(ctx, 100*time.Millisecond)
+	if err != nil {
+		a.log.Warn("cannot watch the kernel's links and routes; drift is repaired at each resync only", "err", err, "resync", a.cfg.Resync)
+	}
 	var retry <-chan time.Time
 	var peers []cluster.Node
 	havePeers := false
@@ -154,6 +158,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			reconcile = havePeers
 		case <-retry:
 			retry, reconcile = nil, havePeers
+			if !a.repair(dp, lease) {
+				retry = time.After(2 * time.Second)
+			}
+		case <-kernel:
+			// An interface went down or up, or a route of Weft's went:
+			// put back what the kernel took, now.
+			a.log.Debug("kernel changed links or Weft's routes; repairing")
+			reconcile = havePeers
 			if !a.repair(dp, lease) {
 				retry = time.After(2 * time.Second)
 			}

@@ -57,6 +57,7 @@ func suite(t *testing.T, backend cluster.Backend, segments int) {
 		leave(t, l, joined)
 	})
 	t.Run("kill-9", func(t *testing.T) { kill9(t, l, "n1", "n2") })
+	t.Run("underlay-flap", func(t *testing.T) { underlayFlap(t, l, "n1") })
 	if backend != cluster.BackendHostGW {
 		t.Run("vtep-mac", func(t *testing.T) { vtepMACChange(t, l, "n2") })
 	}
