@@ -9,9 +9,9 @@
 //	                                  try every target at once and print
 //	                                  "TARGET ok" or "TARGET fail" for each,
 //	                                  in the order given; exit 0 either way
-//	netcheck hold [--for 30s] HOST:PORT
-//	                                  hold a TCP connection, send a byte every
-//	                                  100 ms, print when the echo stops
+//	netcheck hold [--udp] [--for 30s] HOST:PORT
+//	                                  hold a TCP connection (UDP flow), send a
+//	                                  byte every 100 ms, print when the echo stops
 //	netcheck poll [--for 5s] TARGET...
 //	                                  check every target every 20 ms, print
 //	                                  when each first answered

@@ -15,9 +15,10 @@ import (
 // node's clock, so that a test can compare them with when it changed the
 // cluster.
 
-// holdCmd keeps one TCP connection to addr and sends a byte on it every
-// period; it reports the first byte whose echo did not come back within
-// wait, or that none failed once run elapses.
+// holdCmd keeps one TCP connection (or, with --udp, one UDP flow) to
+// addr and sends a byte on it every period; it reports the first byte
+// whose echo did not come back within wait, or that none failed once run
+// elapses.
 //
 //	connected T
 //	echo-stopped sent=T last-echo=T echoes=N   (the first unanswered byte)
@@ -28,14 +29,18 @@ func holdCmd(w io.Writer, args []string) error {
 	run := fs.Duration("for", 30*time.Second, "how long to hold the connection")
 	period := fs.Duration("every", 100*time.Millisecond, "time between two bytes")
 	wait := fs.Duration("wait", 500*time.Millisecond, "how long a byte's echo may take")
+	udp := fs.Bool("udp", false, "a UDP flow rather than a TCP connection")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("hold: %w", err)
 	}
 	if fs.NArg() != 1 || *run <= 0 || *period <= 0 || *wait <= 0 {
-		return errors.New("usage: netcheck hold [--for 30s] [--every 100ms] [--wait 500ms] HOST:PORT")
+		return errors.New("usage: netcheck hold [--udp] [--for 30s] [--every 100ms] [--wait 500ms] HOST:PORT")
 	}
-	addr := fs.Arg(0)
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	network := "tcp"
+	if *udp {
+		network = "udp"
+	}
+	c, err := net.DialTimeout(network, fs.Arg(0), timeout)
 	if err != nil {
 		return err
 	}

@@ -9,13 +9,30 @@ import (
 )
 
 func TestHoldKeepsAnEchoingConnection(t *testing.T) {
-	tcp, _ := startServer(t)
-	var out bytes.Buffer
-	if err := holdCmd(&out, []string{"--for", "400ms", "--every", "20ms", "--wait", "5s", tcp}); err != nil {
+	tcp, udp := startServer(t)
+	for _, args := range [][]string{{tcp}, {"--udp", udp}} {
+		var out bytes.Buffer
+		if err := holdCmd(&out, append([]string{"--for", "400ms", "--every", "20ms", "--wait", "5s"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], "connected ") || !strings.HasPrefix(lines[1], "held echoes=") || lines[1] == "held echoes=0" {
+			t.Errorf("hold %q printed\n%s", args, out.String())
+		}
+	}
+}
+
+func TestHoldReportsTheFirstUnansweredDatagram(t *testing.T) {
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "connected ") || !strings.HasPrefix(lines[1], "held echoes=") || lines[1] == "held echoes=0" {
+	defer silent.Close()
+	var out bytes.Buffer
+	if err := holdCmd(&out, []string{"--udp", "--for", "10s", "--wait", "100ms", silent.LocalAddr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 2 || !strings.HasSuffix(lines[1], " echoes=0") {
 		t.Errorf("hold printed\n%s", out.String())
 	}
 }

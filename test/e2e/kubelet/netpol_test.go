@@ -81,7 +81,7 @@ func npPolicy(ns, name, spec string) string {
 // label or namespace label. Then the two guarantees of
 // docs/networkpolicy.md that tables cannot show: a new pod under a
 // default deny is never answered, and an open connection stops once a
-// policy denies it.
+// policy denies it; and a third: the agents' restart changes no table.
 func TestNetPolTruthTablesOnKubeletNodes(t *testing.T) {
 	testnet.RequireRoot(t, "runs kubelet, containerd and lab namespaces")
 	cfg := labtest.Config(t, "nt")
@@ -309,6 +309,44 @@ za .........
 zb .........
 zc .........`}}}}},
 
+		{name: "match expressions In, NotIn, Exists, DoesNotExist", policies: []string{
+			npPolicy("x", "expr", `{"podSelector":{"matchExpressions":[{"key":"pod","operator":"NotIn","values":["a","b"]}]},
+				"ingress":[{"from":[{"namespaceSelector":{"matchExpressions":[{"key":"ns","operator":"In","values":["y","z"]}]},
+				                    "podSelector":{"matchExpressions":[{"key":"pod","operator":"NotIn","values":["c"]},{"key":"pod","operator":"Exists"},{"key":"tier","operator":"DoesNotExist"}]}}]}]}`),
+		}, steps: []npStep{{probes: []npProbe{{80, "tcp", `
+xa ..X......
+xb ..X......
+xc .........
+ya .........
+yb .........
+yc ..X......
+za .........
+zb .........
+zc ..X......`}}}}},
+
+		{name: "egress: x/a to namespace y on UDP 80 only", policies: []string{
+			npPolicy("x", "egress-y", `{"podSelector":{"matchLabels":{"pod":"a"}},"policyTypes":["Egress"],
+				"egress":[{"to":[{"namespaceSelector":{"matchLabels":{"ns":"y"}}}],"ports":[{"protocol":"UDP","port":80}]}]}`),
+		}, steps: []npStep{{probes: []npProbe{{80, "udp", `
+xa .XX...XXX
+xb .........
+xc .........
+ya .........
+yb .........
+yc .........
+za .........
+zb .........
+zc .........`}, {80, "tcp", `
+xa .XXXXXXXX
+xb .........
+xc .........
+ya .........
+yb .........
+yc .........
+za .........
+zb .........
+zc .........`}}}}},
+
 		{name: "default deny both ways in x", policies: []string{
 			npPolicy("x", "deny-all", `{"podSelector":{},"policyTypes":["Ingress","Egress"]}`),
 		}, steps: []npStep{{probes: []npProbe{{80, "udp", `
@@ -403,8 +441,8 @@ zc X........`}},
 					what = s.what
 				}
 				stepStart := time.Now()
-				np.expect(t, what, npWait, s.probes)
-				t.Logf("step %d (%s): tables right after %s", i+1, what, time.Since(stepStart).Round(time.Millisecond))
+				rounds := np.expect(t, what, npWait, s.probes)
+				t.Logf("step %d (%s): tables right after %s (%d rounds of probes)", i+1, what, time.Since(stepStart).Round(time.Millisecond), rounds)
 			}
 			t.Logf("case took %s", time.Since(began).Round(time.Millisecond))
 		})
@@ -413,6 +451,10 @@ zc X........`}},
 	t.Run("open connection stops when a policy denies it", func(t *testing.T) {
 		np.expect(t, "before the policy", npWait, []npProbe{{80, "tcp", npAllOpen}})
 		openConnectionCut(t, np)
+	})
+	t.Run("agents restart with the policy in place", func(t *testing.T) {
+		np.expect(t, "before the policy", npWait, []npProbe{{80, "tcp", npAllOpen}})
+		agentsRestart(t, np)
 	})
 	t.Logf("whole test: %s", time.Since(start).Round(time.Millisecond))
 }
@@ -555,11 +597,11 @@ func (np *npCluster) updatePolicy(t *testing.T, js string) {
 }
 
 // expect probes until every table of probes is observed whole, or fails
-// the test with the last observation against the expectation.
-func (np *npCluster) expect(t *testing.T, what string, wait time.Duration, probes []npProbe) {
+// the test with the last observation against the expectation; it returns
+// how many rounds of probes that took.
+func (np *npCluster) expect(t *testing.T, what string, wait time.Duration, probes []npProbe) (rounds int) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
-	rounds := 0
 	for {
 		got, err := np.observe(probes)
 		rounds++
@@ -571,7 +613,7 @@ func (np *npCluster) expect(t *testing.T, what string, wait time.Duration, probe
 				}
 			}
 			if diff == "" {
-				return
+				return rounds
 			}
 		}
 		if time.Now().After(deadline) {

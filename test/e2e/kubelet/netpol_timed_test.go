@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -242,17 +243,21 @@ func nextAddresses(t *testing.T, np *npCluster, node string, n int) []string {
 	return out
 }
 
-// openConnectionCut holds TCP connections to x/a, from y/a (other node)
-// and y/b (same node), and checks that each stops echoing once a policy
-// denies it.
+// openConnectionCut holds TCP connections to x/a from y/a and y/b, and a
+// UDP flow from y/c (one of them on x/a's node, see npOrder's placement),
+// and checks that each stops echoing once a policy denies it.
 func openConnectionCut(t *testing.T, np *npCluster) {
 	ctx := context.Background()
-	holds := map[string]*npExec{}
-	sources := []string{"ya", "yb"}
-	for _, src := range sources {
-		holds[src] = np.start(t, src, "hold", "--for", "60s", "--every", "100ms", "--wait", "500ms", np.ip["xa"]+":80")
-		if line := holds[src].next(t, "hold from "+src, time.Minute); !strings.HasPrefix(line, "connected ") {
-			t.Fatalf("hold from %s: %q", src, line)
+	flows := []struct{ src, proto string }{{"ya", "tcp"}, {"yb", "tcp"}, {"yc", "udp"}}
+	holds := make([]*npExec, len(flows))
+	for i, f := range flows {
+		args := []string{"hold", "--for", "60s", "--every", "100ms", "--wait", "500ms"}
+		if f.proto == "udp" {
+			args = append(args, "--udp")
+		}
+		holds[i] = np.start(t, f.src, append(args, np.ip["xa"]+":80")...)
+		if line := holds[i].next(t, "hold from "+f.src, time.Minute); !strings.HasPrefix(line, "connected ") {
+			t.Fatalf("hold from %s: %q", f.src, line)
 		}
 	}
 	p := decodePolicy(t, npPolicy("x", "deny", `{"podSelector":{}}`))
@@ -265,18 +270,94 @@ func openConnectionCut(t *testing.T, np *npCluster) {
 			t.Errorf("delete policy x/deny: %v", err)
 		}
 	})
-	for _, src := range sources {
-		line := holds[src].next(t, "hold from "+src, time.Minute)
+	for i, f := range flows {
+		line := holds[i].next(t, "hold from "+f.src, time.Minute)
 		if !strings.HasPrefix(line, "echo-stopped ") {
-			t.Errorf("connection %s → x/a went on after the deny policy: %q", src, line)
+			t.Errorf("%s flow %s → x/a went on after the deny policy: %q", f.proto, f.src, line)
 			continue
 		}
 		// It did work before the policy.
 		if strings.HasSuffix(line, " echoes=0") {
-			t.Errorf("connection %s → x/a never echoed: %q", src, line)
+			t.Errorf("%s flow %s → x/a never echoed: %q", f.proto, f.src, line)
 		}
-		t.Logf("connection %s (%s) → x/a (%s): last echo %s after the policy's create call, first unanswered byte sent %s after it (%s)",
-			src, np.node[src], np.node["xa"], stamp(t, line, "last-echo").Sub(applied).Round(time.Millisecond),
+		t.Logf("%s flow %s (%s) → x/a (%s): last echo %s after the policy's create call, first unanswered byte sent %s after it (%s)",
+			f.proto, f.src, np.node[f.src], np.node["xa"], stamp(t, line, "last-echo").Sub(applied).Round(time.Millisecond),
 			stamp(t, line, "sent").Sub(applied).Round(time.Millisecond), line)
 	}
+}
+
+// agentsRestart deletes the weft pods of both nodes while x denies all
+// ingress: every table observed until the DaemonSet's new pods are Ready,
+// and once more after, is the policy's (the kernel holds the verdicts;
+// the new agent reads them back and changes nothing).
+func agentsRestart(t *testing.T, np *npCluster) {
+	ctx := context.Background()
+	p := decodePolicy(t, npPolicy("x", "deny", `{"podSelector":{}}`))
+	if _, err := np.cs.NetworkingV1().NetworkPolicies("x").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		err := np.cs.NetworkingV1().NetworkPolicies("x").Delete(context.Background(), "deny", metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete policy x/deny: %v", err)
+		}
+	})
+	deny := []npProbe{{80, "tcp", `
+xa .XX......
+xb X.X......
+xc XX.......
+ya XXX......
+yb XXX......
+yc XXX......
+za XXX......
+zb XXX......
+zc XXX......`}}
+	np.expect(t, "default deny in x", npWait, deny)
+
+	const selector = "app.kubernetes.io/name=weft"
+	old, err := np.cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldUID := map[string]bool{}
+	for _, p := range old.Items {
+		oldUID[string(p.UID)] = true
+		if err := np.cs.CoreV1().Pods("kube-system").Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restarted := func() bool {
+		list, err := np.cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil || len(list.Items) != len(np.l.Nodes) {
+			return false
+		}
+		for _, p := range list.Items {
+			if oldUID[string(p.UID)] || !podReady(&p) {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	rounds := 0
+	for done := false; !done; {
+		done = restarted() // then one more round with the new agents in place
+		if !done && time.Now().After(deadline) {
+			t.Fatal("weft pods not back within 3m")
+		}
+		got, err := np.observe(deny)
+		if err != nil {
+			t.Fatalf("round %d: %v", rounds+1, err)
+		}
+		rounds++
+		if want := strings.TrimSpace(deny[0].want); got[deny[0].key()] != want {
+			t.Fatalf("round %d while the agents restart: 80/tcp\ngot\n%s\nwant\n%s\ndiffer\n%s", rounds, got[deny[0].key()], want, cellDiff(got[deny[0].key()], want))
+		}
+	}
+	t.Logf("%d rounds of probes while the agents restarted and after: every table the policy's", rounds)
+	// The new agents follow the cluster: the policy's removal opens x.
+	if err := np.cs.NetworkingV1().NetworkPolicies("x").Delete(ctx, "deny", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	np.expect(t, "policy deleted after the restart", npWait, []npProbe{{80, "tcp", npAllOpen}})
 }

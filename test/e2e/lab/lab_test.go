@@ -57,7 +57,13 @@ func suite(t *testing.T, backend cluster.Backend, segments int) {
 		leave(t, l, joined)
 	})
 	t.Run("kill-9", func(t *testing.T) { kill9(t, l, "n1", "n2") })
-	t.Run("underlay-flap", func(t *testing.T) { underlayFlap(t, l, "n1") })
+	if segments == 1 {
+		// With two segments the node's route to the other one is the
+		// node's own configuration (the lab's static route), which the
+		// kernel drops with the link and a real node's network manager
+		// puts back; the lab has none, so only one segment is flapped.
+		t.Run("underlay-flap", func(t *testing.T) { underlayFlap(t, l, "n1") })
+	}
 	if backend != cluster.BackendHostGW {
 		t.Run("vtep-mac", func(t *testing.T) { vtepMACChange(t, l, "n2") })
 	}
