@@ -89,12 +89,20 @@ func cacheComplete(dir string) bool {
 	return err == nil && strings.TrimSpace(string(v)) == KubeVersion+" etcd-"+EtcdVersion
 }
 
-// buildScript finds hack/kube/build.sh in Weft's source tree: the one
-// this package was compiled from (tests), else the tree around the running
-// binary (bin/weft) or the working directory (`make lab`); a -trimpath
-// build knows no source paths.
+// buildScript finds hack/kube/build.sh in Weft's source tree.
 func buildScript() (string, error) {
-	rel := filepath.Join("hack", "kube", "build.sh")
+	s, err := FindScript(filepath.Join("hack", "kube", "build.sh"))
+	if err != nil {
+		return "", fmt.Errorf("the Kubernetes control plane is not built in %s, and %w", CacheDir(), err)
+	}
+	return s, nil
+}
+
+// FindScript finds rel (a path like hack/kube/build.sh) in Weft's source
+// tree: the one this package was compiled from (tests), else the tree
+// around the running binary (bin/weft-lab) or the working directory
+// (`make lab`); a -trimpath build knows no source paths.
+func FindScript(rel string) (string, error) {
 	var candidates []string
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
 		candidates = append(candidates, filepath.Join(filepath.Dir(file), "..", "..", rel))
@@ -110,5 +118,5 @@ func buildScript() (string, error) {
 			return filepath.Clean(s), nil
 		}
 	}
-	return "", fmt.Errorf("the Kubernetes control plane is not built in %s, and hack/kube/build.sh is not found near %v: run it from Weft's source tree", CacheDir(), candidates)
+	return "", fmt.Errorf("%s is not found near %v: run it from Weft's source tree", rel, candidates)
 }

@@ -6,8 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
+
+	"github.com/weftnet/weft/internal/controlplane"
 )
 
 // nodeBinaries are the programs a kubelet node runs, built once per
@@ -41,7 +42,7 @@ func findNodeBinaries(logf func(string, ...any)) (*nodeBinaries, error) {
 // runCacheScript runs one of Weft's build-and-cache scripts (which does
 // nothing when its cache is complete) and returns the directory it prints.
 func runCacheScript(rel string, logf func(string, ...any)) (string, error) {
-	script, err := findScript(rel)
+	script, err := controlplane.FindScript(rel)
 	if err != nil {
 		return "", err
 	}
@@ -58,26 +59,4 @@ func runCacheScript(rel string, logf func(string, ...any)) (string, error) {
 		return "", fmt.Errorf("%s printed %q, not a directory", script, dir)
 	}
 	return dir, nil
-}
-
-// findScript finds rel in Weft's source tree: the one this package was
-// compiled from (tests), else the tree around the running binary
-// (bin/weft-lab) or the working directory.
-func findScript(rel string) (string, error) {
-	var candidates []string
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		candidates = append(candidates, filepath.Join(filepath.Dir(file), "..", "..", rel))
-	}
-	if exe, err := os.Executable(); err == nil {
-		candidates = append(candidates, filepath.Join(filepath.Dir(exe), "..", rel))
-	}
-	if wd, err := os.Getwd(); err == nil {
-		candidates = append(candidates, filepath.Join(wd, rel))
-	}
-	for _, s := range candidates {
-		if _, err := os.Stat(s); err == nil {
-			return filepath.Clean(s), nil
-		}
-	}
-	return "", fmt.Errorf("%s not found near %v: run from Weft's source tree", rel, candidates)
 }
