@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weftnet/weft/internal/atomicfile"
@@ -156,11 +157,41 @@ func HasPlugin(binDir, name string) bool {
 
 // PluginVersions asks the plugin name in binDir which CNI versions it
 // speaks (CNI_COMMAND=VERSION), as a runtime would; nil when it cannot
-// say.
+// say. The agent asks at every resync and repair: the answer is kept for
+// as long as the binary's size and modification time stay the same, so
+// the plugin runs again only when it was replaced.
 func PluginVersions(binDir, name string) []string {
-	if !HasPlugin(binDir, name) {
+	path := filepath.Join(binDir, name)
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
 		return nil
 	}
+	key := versionKey{path, fi.Size(), fi.ModTime()}
+	versionMu.Lock()
+	v, ok := versionCache[key]
+	versionMu.Unlock()
+	if ok {
+		return v
+	}
+	v = askVersions(binDir, name)
+	versionMu.Lock()
+	versionCache = map[versionKey][]string{key: v} // one plugin is asked: keep one answer
+	versionMu.Unlock()
+	return v
+}
+
+type versionKey struct {
+	path  string
+	size  int64
+	mtime time.Time
+}
+
+var (
+	versionMu    sync.Mutex
+	versionCache map[versionKey][]string
+)
+
+func askVersions(binDir, name string) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, name))
