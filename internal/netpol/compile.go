@@ -15,64 +15,154 @@ import (
 // decoded.
 func Compile(in Input) *State { return (&Compiler{}).Compile(in) }
 
-// Compile is the package's Compile, with the Compiler's memory.
+// Compile is the package's Compile, with the Compiler's memory: the
+// chains of a namespace whose local pods and policies did not change since
+// the previous compile are taken as they were (see nsChains), and so are
+// the sets whose inputs did not change.
 func (k *Compiler) Compile(in Input) *State {
 	c := newCompiler(in)
 	c.prev = k
+	// Sized as last time: growing maps of thousands of pods is most of
+	// what an unchanged namespace costs.
+	c.st.Ingress, c.st.Egress = make(map[netip.Addr]string, k.sizes[0]), make(map[netip.Addr]string, k.sizes[1])
+	c.st.Known = make([]netip.Addr, 0, k.sizes[2])
 	c.nextAddrs, c.nextTuples = map[string]cached[[]netip.Addr]{}, map[string]cached[[]Tuple]{}
-	defer func() { k.addrs, k.tuples = c.nextAddrs, c.nextTuples }()
+	nextNS := map[string]*nsChains{}
+	defer func() { k.addrs, k.tuples, k.ns = c.nextAddrs, c.nextTuples, nextNS }()
 	st := c.st
 	st.NodeCIDRs = slices.Clone(in.NodeCIDRs)
 	st.Guarded = len(in.Policies) > 0
 
-	policies := make([]*Policy, len(in.Policies))
+	// A policy only ever selects pods of its own namespace, and a chain
+	// only holds what its pods' own namespace's policies say: so the
+	// chains are made namespace by namespace, and a namespace is made
+	// again only when its local pods or its policies changed.
+	byNS := map[string][]*Policy{}
 	for i := range in.Policies {
-		policies[i] = &in.Policies[i]
+		p := &in.Policies[i]
+		byNS[p.Namespace] = append(byNS[p.Namespace], p)
 	}
-	sort.Slice(policies, func(i, j int) bool { return policies[i].ID() < policies[j].ID() })
-
-	// Which policies isolate each local pod, per direction.
-	type isolation struct{ in, out []*Policy }
-	iso := map[*Pod]*isolation{}
-	for _, p := range policies {
-		if !p.IngressIsolates && !p.EgressIsolates {
-			continue
-		}
-		for _, pod := range c.local[p.Namespace] {
-			if !p.PodSelector.Matches(pod.Labels) {
-				continue
-			}
-			s := iso[pod]
-			if s == nil {
-				s = &isolation{}
-				iso[pod] = s
-			}
-			if p.IngressIsolates {
-				s.in = append(s.in, p)
-			}
-			if p.EgressIsolates {
-				s.out = append(s.out, p)
-			}
-		}
-	}
-
 	for _, ns := range sortedKeys(c.local) {
+		pols := byNS[ns]
+		sort.Slice(pols, func(i, j int) bool { return pols[i].Name < pols[j].Name })
+		fp := c.fpLocal[ns]
+		for _, p := range pols {
+			fp += mix(policyFP(p))
+		}
+		r, ok := k.ns[ns]
+		if !ok || r.fp != fp {
+			r = c.compileNS(c.local[ns], pols)
+			r.fp = fp
+		}
+		nextNS[ns] = r
+		c.merge(r)
 		for _, pod := range c.local[ns] {
 			st.Known = append(st.Known, pod.IP)
-			s := iso[pod]
-			if s == nil {
-				continue
-			}
-			if len(s.in) > 0 {
-				st.Ingress[pod.IP] = c.chain(In, pod, s.in)
-			}
-			if len(s.out) > 0 {
-				st.Egress[pod.IP] = c.chain(Out, pod, s.out)
-			}
 		}
 	}
-	slices.SortFunc(st.Known, func(a, b netip.Addr) int { return a.Compare(b) })
+	sortAddrs4(st.Known)
+	k.sizes = [3]int{len(st.Ingress), len(st.Egress), len(st.Known)}
 	return st
+}
+
+// sortAddrs4 sorts IPv4 addresses as numbers, several times faster than
+// by Compare on the thousands of a large node.
+func sortAddrs4(as []netip.Addr) {
+	ns := make([]uint32, len(as))
+	for i, a := range as {
+		b := a.As4()
+		ns[i] = uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	}
+	slices.Sort(ns)
+	for i, n := range ns {
+		as[i] = netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	}
+}
+
+// nsChains is what one namespace's policies make for its local pods: the
+// pods' chains, the chains, the sets named by their content, and the
+// requests for the sets whose members are pods (filled, or taken from the
+// previous compile, at every compile: their members live in any
+// namespace).
+type nsChains struct {
+	fp       uint64
+	ingress  map[netip.Addr]string
+	egress   map[netip.Addr]string
+	chains   map[string]*Chain
+	cidrSets map[string][]AddrRange
+	portSets map[string][]PortRange
+	addrReqs []addrReq
+	tupleReq []tupleReq
+}
+
+// The requests name the policy's namespace, not the policy: a cached
+// request outlives the Input it was made from.
+type addrReq struct {
+	ns string
+	pe Peer
+}
+
+type tupleReq struct {
+	ns    string
+	peers []Peer
+	pt    Port
+}
+
+// compileNS makes the chains of the local pods of one namespace under its
+// policies (sorted by name).
+func (c *compiler) compileNS(local []*Pod, pols []*Policy) *nsChains {
+	r := &nsChains{ingress: map[netip.Addr]string{}, egress: map[netip.Addr]string{},
+		chains: map[string]*Chain{}, cidrSets: map[string][]AddrRange{}, portSets: map[string][]PortRange{}}
+	c.out = r
+	defer func() { c.out = nil }()
+	for _, pod := range local {
+		var in, out []*Policy
+		for _, p := range pols {
+			if (!p.IngressIsolates && !p.EgressIsolates) || !p.PodSelector.Matches(pod.Labels) {
+				continue
+			}
+			if p.IngressIsolates {
+				in = append(in, p)
+			}
+			if p.EgressIsolates {
+				out = append(out, p)
+			}
+		}
+		if len(in) > 0 {
+			r.ingress[pod.IP] = c.chain(In, pod, in)
+		}
+		if len(out) > 0 {
+			r.egress[pod.IP] = c.chain(Out, pod, out)
+		}
+	}
+	return r
+}
+
+// merge adds a namespace's chains to the State and fills the pod sets
+// they use.
+func (c *compiler) merge(r *nsChains) {
+	st := c.st
+	for a, ch := range r.ingress {
+		st.Ingress[a] = ch
+	}
+	for a, ch := range r.egress {
+		st.Egress[a] = ch
+	}
+	for name, ch := range r.chains {
+		st.Chains[name] = ch
+	}
+	for name, v := range r.cidrSets {
+		st.CIDRSets[name] = v
+	}
+	for name, v := range r.portSets {
+		st.PortSets[name] = v
+	}
+	for _, q := range r.addrReqs {
+		c.podPeerSet(q.ns, q.pe)
+	}
+	for _, q := range r.tupleReq {
+		c.namedPortSet(q.ns, q.peers, q.pt)
+	}
 }
 
 type compiler struct {
@@ -96,10 +186,13 @@ type compiler struct {
 	nsNames              []string            // namespaces with selectable pods, sorted
 	nsMatch              map[string][]string // namespace selector → matching nsNames
 	fpNS                 map[string]uint64
+	fpLocal              map[string]uint64 // this node's selectable pods, by namespace
 	fpPods, fpNamespaces uint64
 	prev                 *Compiler
 	nextAddrs            map[string]cached[[]netip.Addr]
 	nextTuples           map[string]cached[[]Tuple]
+	// out collects what the namespace being compiled makes.
+	out *nsChains
 }
 
 // ruleMemo identifies a compiled rule: the same for every pod a policy
@@ -132,7 +225,7 @@ func (c *compiler) ruleFor(dir Direction, pod *Pod, p *Policy, index int, r Rule
 
 func newCompiler(in Input) *compiler {
 	c := &compiler{in: in, nsLbl: map[string]map[string]string{},
-		byNS: map[string][]*Pod{}, local: map[string][]*Pod{}, fpNS: map[string]uint64{}, nsMatch: map[string][]string{},
+		byNS: map[string][]*Pod{}, local: map[string][]*Pod{}, fpNS: map[string]uint64{}, fpLocal: map[string]uint64{}, nsMatch: map[string][]string{},
 		peers: map[string][]*Pod{}, chains: map[string]string{}, rules: map[ruleMemo][]VRule{}, byPolicies: map[string]string{},
 		st: &State{AddrSets: map[string][]netip.Addr{}, CIDRSets: map[string][]AddrRange{},
 			TupleSets: map[string][]Tuple{}, PortSets: map[string][]PortRange{},
@@ -155,6 +248,7 @@ func newCompiler(in Input) *compiler {
 		c.fpPods += fp
 		if p.Node == in.Node && inAny(in.NodeCIDRs, p.IP) {
 			c.local[p.Namespace] = append(c.local[p.Namespace], p)
+			c.fpLocal[p.Namespace] += mix(fp)
 		}
 	}
 	c.nsNames = sortedKeys(c.byNS)
@@ -240,7 +334,7 @@ func (c *compiler) compileChain(dir Direction, pod *Pod, pols []*Policy) string 
 	}
 	name := prefix + hash(key)
 	c.chains[key] = name
-	c.st.Chains[name] = &Chain{Dir: dir, Policies: ids, Rules: rules}
+	c.out.chains[name] = &Chain{Dir: dir, Policies: ids, Rules: rules}
 	return name
 }
 
@@ -263,12 +357,12 @@ func (c *compiler) rule(dir Direction, pod *Pod, p *Policy, r Rule) []VRule {
 				continue // an IPv6 block never matches an IPv4 pod's traffic
 			}
 			name := "cidr-" + hash(rangesKey(ranges))
-			c.st.CIDRSets[name] = ranges
+			c.out.cidrSets[name] = ranges
 			refs = append(refs, peerRef{CIDRPeer, name})
 			continue
 		}
-		name := c.podPeerSet(p, pe)
-		refs = append(refs, peerRef{AddrPeer, name})
+		c.out.addrReqs = append(c.out.addrReqs, addrReq{p.Namespace, pe})
+		refs = append(refs, peerRef{AddrPeer, "pods-" + hash(peerKey(p.Namespace, pe))})
 	}
 
 	// Numbered ports, grouped per protocol; a protocol with a port-less
@@ -306,31 +400,32 @@ func (c *compiler) rule(dir Direction, pod *Pod, p *Policy, r Rule) []VRule {
 			} else if rs := ranges[proto]; len(rs) > 0 {
 				rs = mergePorts(rs)
 				name := "port-" + hash(portsKey(rs))
-				c.st.PortSets[name] = rs
+				c.out.portSets[name] = rs
 				out = append(out, VRule{Kind: ref.kind, Set: ref.set, Proto: proto, Ports: name})
 			}
 		}
 	}
 	for _, pt := range named {
-		out = append(out, VRule{Kind: TuplePeer, Set: c.namedPortSet(p, r.Peers, pt)})
+		c.out.tupleReq = append(c.out.tupleReq, tupleReq{p.Namespace, slices.Clone(r.Peers), pt})
+		out = append(out, VRule{Kind: TuplePeer, Set: namedPortSetName(p.Namespace, r.Peers, pt)})
 	}
 	return out
 }
 
 // podPeerSet names (and fills, once) the address set of the pods a
 // selector peer of policy p chooses.
-func (c *compiler) podPeerSet(p *Policy, pe Peer) string {
-	name := "pods-" + hash(peerKey(p, pe))
+func (c *compiler) podPeerSet(ns string, pe Peer) string {
+	name := "pods-" + hash(peerKey(ns, pe))
 	if _, ok := c.st.AddrSets[name]; ok {
 		return name
 	}
-	fp := c.peerFP(p, pe)
+	fp := c.peerFP(ns, pe)
 	if old, ok := c.prev.addrs[name]; ok && old.fp == fp {
 		c.st.AddrSets[name] = old.v
 		c.nextAddrs[name] = old
 		return name
 	}
-	pods := c.peerPods(p, pe)
+	pods := c.peerPods(ns, pe)
 	addrs := make([]netip.Addr, 0, len(pods))
 	for _, q := range pods {
 		addrs = append(addrs, q.IP)
@@ -341,8 +436,8 @@ func (c *compiler) podPeerSet(p *Policy, pe Peer) string {
 	return name
 }
 
-func peerKey(p *Policy, pe Peer) string {
-	scope := "ns=" + p.Namespace
+func peerKey(ns string, pe Peer) string {
+	scope := "ns=" + ns
 	if pe.NamespaceSelector != nil {
 		scope = "nssel=" + pe.NamespaceSelector.canonical()
 	}
@@ -353,12 +448,12 @@ func peerKey(p *Policy, pe Peer) string {
 // within the policy's namespace, namespaceSelector alone all pods of the
 // matching namespaces, both together the matching pods of those
 // namespaces.
-func (c *compiler) peerPods(p *Policy, pe Peer) []*Pod {
-	key := peerKey(p, pe)
+func (c *compiler) peerPods(ns string, pe Peer) []*Pod {
+	key := peerKey(ns, pe)
 	if pods, ok := c.peers[key]; ok {
 		return pods
 	}
-	nss := []string{p.Namespace}
+	nss := []string{ns}
 	if pe.NamespaceSelector != nil {
 		nss = c.matchingNamespaces(pe.NamespaceSelector)
 	}
@@ -377,20 +472,8 @@ func (c *compiler) peerPods(p *Policy, pe Peer) []*Pod {
 // namedPortSet names (and fills) the set of destination address, protocol
 // and port of every pod among peers (all pods when there are none) that
 // declares the named port pt.
-func (c *compiler) namedPortSet(p *Policy, peers []Peer, pt Port) string {
-	var b strings.Builder
-	b.WriteString(pt.Name + "/" + strconv.Itoa(int(pt.Protocol)))
-	if len(peers) == 0 {
-		b.WriteString(" any")
-	}
-	for _, pe := range peers {
-		if pe.IPBlock != nil {
-			b.WriteString(" block=" + rangesKey(blockRanges(*pe.IPBlock)))
-		} else {
-			b.WriteString(" " + peerKey(p, pe))
-		}
-	}
-	name := "named-" + hash(b.String())
+func (c *compiler) namedPortSet(ns string, peers []Peer, pt Port) string {
+	name := namedPortSetName(ns, peers, pt)
 	if _, ok := c.st.TupleSets[name]; ok {
 		return name
 	}
@@ -402,7 +485,7 @@ func (c *compiler) namedPortSet(p *Policy, peers []Peer, pt Port) string {
 		if pe.IPBlock != nil {
 			fp += mix(c.fpPods + 1)
 		} else {
-			fp += mix(c.peerFP(p, pe))
+			fp += mix(c.peerFP(ns, pe))
 		}
 	}
 	if old, ok := c.prev.tuples[name]; ok && old.fp == fp {
@@ -424,7 +507,7 @@ func (c *compiler) namedPortSet(p *Policy, peers []Peer, pt Port) string {
 			}
 			continue
 		}
-		cands = append(cands, c.peerPods(p, pe)...)
+		cands = append(cands, c.peerPods(ns, pe)...)
 	}
 	seen := map[Tuple]bool{}
 	var ts []Tuple
@@ -441,6 +524,24 @@ func (c *compiler) namedPortSet(p *Policy, peers []Peer, pt Port) string {
 	c.st.TupleSets[name] = ts
 	c.nextTuples[name] = cached[[]Tuple]{fp, ts}
 	return name
+}
+
+// namedPortSetName names the set of a named port pt among peers by its
+// definition.
+func namedPortSetName(ns string, peers []Peer, pt Port) string {
+	var b strings.Builder
+	b.WriteString(pt.Name + "/" + strconv.Itoa(int(pt.Protocol)))
+	if len(peers) == 0 {
+		b.WriteString(" any")
+	}
+	for _, pe := range peers {
+		if pe.IPBlock != nil {
+			b.WriteString(" block=" + rangesKey(blockRanges(*pe.IPBlock)))
+		} else {
+			b.WriteString(" " + peerKey(ns, pe))
+		}
+	}
+	return "named-" + hash(b.String())
 }
 
 // port resolves a named containerPort of the pod for a protocol.

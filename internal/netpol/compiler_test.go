@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/weftnet/weft/internal/netpol"
@@ -17,8 +18,8 @@ func TestCompilerReuseEqualsFreshCompile(t *testing.T) {
 	in := s.Cluster()
 	rng := rand.New(rand.NewPCG(1, 2))
 	var k netpol.Compiler
-	for step := range 120 {
-		switch rng.IntN(6) {
+	for step := range 300 {
+		switch rng.IntN(9) {
 		case 0: // a pod's labels
 			i := rng.IntN(len(in.Pods))
 			in.Pods[i] = s.Pod(i, fmt.Sprintf("app%d", rng.IntN(10)))
@@ -37,10 +38,64 @@ func TestCompilerReuseEqualsFreshCompile(t *testing.T) {
 			i := rng.IntN(len(in.Pods))
 			in.Pods[i].Ports = []netpol.NamedPort{{Name: "http", Protocol: netpol.TCP, Port: uint16(8000 + rng.IntN(3))}}
 		case 5: // nothing
+		case 6: // a policy goes, or comes back
+			i := rng.IntN(s.Policies)
+			if j := slices.IndexFunc(in.Policies, func(p netpol.Policy) bool { return p.Name == s.Policy(i, 80).Name }); j >= 0 {
+				in.Policies = slices.Delete(in.Policies, j, j+1)
+			} else {
+				in.Policies = append(in.Policies, s.Policy(i, 80))
+			}
+		case 7: // a pod moves between this node and another
+			i := rng.IntN(len(in.Pods))
+			if in.Pods[i].Node == in.Node {
+				in.Pods[i].Node = "other"
+			} else {
+				in.Pods[i].Node = in.Node
+			}
+		case 8: // a policy's rules lose their peers
+			i := rng.IntN(len(in.Policies))
+			p := in.Policies[i]
+			p.Ingress = slices.Clone(p.Ingress)
+			if len(p.Ingress) > 0 {
+				p.Ingress[0].Peers = nil
+			}
+			in.Policies[i] = p
 		}
 		got, want := k.Compile(in), netpol.Compile(in)
 		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("step %d: reused compile differs from a fresh one", step)
+			t.Fatalf("step %d: reused compile differs from a fresh one: %s", step, stateDiff(got, want))
 		}
 	}
+}
+
+// stateDiff names the fields (and the first differing key of a map)
+// where two States differ.
+func stateDiff(got, want *netpol.State) (out string) {
+	gv, wv := reflect.ValueOf(*got), reflect.ValueOf(*want)
+	for i := 0; i < gv.NumField(); i++ {
+		if !reflect.DeepEqual(gv.Field(i).Interface(), wv.Field(i).Interface()) {
+			f := gv.Type().Field(i).Name
+			if gv.Field(i).Kind() == reflect.Map {
+				for _, k := range gv.Field(i).MapKeys() {
+					a, b := gv.Field(i).MapIndex(k), wv.Field(i).MapIndex(k)
+					if !b.IsValid() {
+						out += fmt.Sprintf("%s[%v] extra in reused: %v\n", f, k, a)
+						break
+					}
+					if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+						out += fmt.Sprintf("%s[%v]: reused %v, fresh %v\n", f, k, a, b)
+						break
+					}
+				}
+				for _, k := range wv.Field(i).MapKeys() {
+					if !gv.Field(i).MapIndex(k).IsValid() {
+						out += fmt.Sprintf("%s[%v] missing in reused\n", f, k)
+						break
+					}
+				}
+			}
+			out += f + "\n"
+		}
+	}
+	return out
 }

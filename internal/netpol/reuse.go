@@ -15,6 +15,8 @@ import (
 type Compiler struct {
 	addrs  map[string]cached[[]netip.Addr]
 	tuples map[string]cached[[]Tuple]
+	ns     map[string]*nsChains // by namespace, fingerprinted by its local pods and policies
+	sizes  [3]int               // of the last State's Ingress, Egress and Known
 }
 
 type cached[T any] struct {
@@ -25,9 +27,9 @@ type cached[T any] struct {
 // peerFP fingerprints what a selector peer's pods are computed from: a
 // pod selector alone reads the pods of the policy's namespace; a namespace
 // selector reads the namespaces' labels and the pods of those it matches.
-func (c *compiler) peerFP(p *Policy, pe Peer) uint64 {
+func (c *compiler) peerFP(ns string, pe Peer) uint64 {
 	if pe.NamespaceSelector == nil {
-		return c.fpNS[p.Namespace]
+		return c.fpNS[ns]
 	}
 	fp := c.fpNamespaces * 0x9e3779b97f4a7c15
 	for _, ns := range c.matchingNamespaces(pe.NamespaceSelector) {
@@ -71,6 +73,39 @@ func fingerprint(id string, labels map[string]string, ports []NamedPort, ip neti
 		sum += mix(h.Sum64() + 1)
 	}
 	return mix(sum)
+}
+
+// policyFP fingerprints everything of a policy that its chains are made
+// from.
+func policyFP(p *Policy) uint64 {
+	b := make([]byte, 0, 256)
+	b = append(b, p.Namespace+"/"+p.Name+" "+p.PodSelector.canonical()...)
+	b = strconv.AppendBool(append(b, ' '), p.IngressIsolates)
+	b = strconv.AppendBool(append(b, ' '), p.EgressIsolates)
+	for d, rules := range [][]Rule{p.Ingress, p.Egress} {
+		for _, r := range rules {
+			b = strconv.AppendInt(append(b, '|'), int64(d), 10)
+			for _, pe := range r.Peers {
+				if pe.IPBlock != nil {
+					b = append(b, " block="+pe.IPBlock.CIDR.String()...)
+					for _, e := range pe.IPBlock.Except {
+						b = append(b, ","+e.String()...)
+					}
+					continue
+				}
+				b = append(b, " "+pe.PodSelector.canonical()+"@"+pe.NamespaceSelector.canonical()...)
+			}
+			for _, pt := range r.Ports {
+				b = strconv.AppendUint(append(b, ' '), uint64(pt.Protocol), 10)
+				b = strconv.AppendUint(append(b, ':'), uint64(pt.Port), 10)
+				b = strconv.AppendUint(append(b, '-'), uint64(pt.EndPort), 10)
+				b = append(b, ":"+pt.Name...)
+			}
+		}
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
 }
 
 // mix is a 64-bit finaliser (splitmix64's), so that sums of fingerprints

@@ -24,6 +24,10 @@ import (
 //
 // An Applier acts in the network namespace of the thread that calls it.
 type Applier struct {
+	// Log says whether and how dropped packets are logged; set it before
+	// the first Apply.
+	Log DropLog
+
 	mu  sync.Mutex
 	cur *kstate
 }
@@ -86,14 +90,16 @@ func (a *Applier) Apply(want *netpol.State) (Result, error) {
 		if !ok {
 			// A random generation: connections stamped by a table that is
 			// gone must not pass as judged by the new one.
-			k = &kstate{st: emptyState(), gen: randomGen(), dirty: map[string]bool{}}
+			k = &kstate{st: emptyState(), gen: randomGen(), dirty: map[string]bool{}, logSpec: a.Log.spec()}
 			res.Rebuilt = true
 		}
 		have = k
 	}
-	b := &batch{c: c, t: table()}
+	b := &batch{c: c, t: table(), log: a.Log}
 	if res.Rebuilt {
 		b.skeleton()
+	} else if have.logOf(chainUnknown) != a.Log.spec() {
+		b.fillUnknown(true)
 	}
 	bump := b.diff(have, want)
 	gen := have.gen
@@ -114,7 +120,7 @@ func (a *Applier) Apply(want *netpol.State) (Result, error) {
 		a.cur = nil // the kernel is the truth again next time
 		return res, fmt.Errorf("apply policy to nftables table ip %s (%d operations): %w", Table, b.ops, err)
 	}
-	a.cur = &kstate{st: want, gen: gen, dirty: map[string]bool{}}
+	a.cur = &kstate{st: want, gen: gen, dirty: map[string]bool{}, logSpec: a.Log.spec()}
 	return res, nil
 }
 
@@ -135,8 +141,22 @@ func nextGen(g uint32) uint32 {
 type batch struct {
 	c   *nftables.Conn
 	t   *nftables.Table
+	log DropLog
 	ops int
 	err error
+}
+
+// fillUnknown writes the rules of chain unknown (after emptying it).
+func (b *batch) fillUnknown(flush bool) {
+	ch := &nftables.Chain{Name: chainUnknown, Table: b.t}
+	if flush {
+		b.c.FlushChain(ch)
+		b.ops++
+	}
+	for _, r := range unknownRules(b.log) {
+		b.c.AddRule(&nftables.Rule{Table: b.t, Chain: ch, Exprs: r.exprs, UserData: []byte(r.tag)})
+		b.ops++
+	}
 }
 
 func (b *batch) check(err error) {
@@ -170,6 +190,7 @@ func (b *batch) skeleton() {
 		}
 	}
 	b.ops += 16
+	b.fillUnknown(false)
 }
 
 // setGen installs generation g in the fresh and stamp chains.
@@ -278,7 +299,10 @@ func (b *batch) diff(have *kstate, want *netpol.State) (bump bool) {
 	for _, name := range sortedNames(want.Chains) {
 		wc := want.Chains[name]
 		hc, ok := h.Chains[name]
-		if ok && !have.dirty[name] && slices.Equal(chainTags(hc), chainTags(wc)) {
+		// A chain's name is a hash of its content, and a compiler hands
+		// an unchanged chain over as the same Chain: comparing rules is
+		// only needed for chains read back from the kernel.
+		if ok && !have.dirty[name] && have.logOf(name) == b.log.spec() && (hc == wc || slices.Equal(chainTags(hc), chainTags(wc))) {
 			continue
 		}
 		ch := &nftables.Chain{Name: name, Table: b.t}
@@ -295,6 +319,11 @@ func (b *batch) diff(have *kstate, want *netpol.State) (bump bool) {
 				b.ops++
 			}
 		}
+		if b.log.Rate > 0 {
+			r := logRule(b.log, name)
+			b.c.AddRule(&nftables.Rule{Table: b.t, Chain: ch, Exprs: r.exprs, UserData: []byte(r.tag)})
+			b.ops++
+		}
 		b.c.AddRule(&nftables.Rule{Table: b.t, Chain: ch, Exprs: dropExprs(),
 			UserData: []byte(tagDrop + strings.Join(wc.Policies, ","))})
 		b.ops++
@@ -302,34 +331,55 @@ func (b *batch) diff(have *kstate, want *netpol.State) (bump bool) {
 
 	// Verdict maps: a pod that gets a chain, or another one, may lose
 	// something it had, unless it is new (it had nothing yet).
-	known := map[netip.Addr]bool{}
-	for _, a := range h.Known {
-		known[a] = true
+	var known map[netip.Addr]bool // made when a pod gets its first chain
+	wasKnown := func(a netip.Addr) bool {
+		if known == nil {
+			known = make(map[netip.Addr]bool, len(h.Known))
+			for _, k := range h.Known {
+				known[k] = true
+			}
+		}
+		return known[a]
 	}
 	for _, m := range []struct {
 		name      string
 		have, wnt map[netip.Addr]string
 	}{{mapIngress, h.Ingress, want.Ingress}, {mapEgress, h.Egress, want.Egress}} {
-		var adds, dels []nftables.SetElement
-		for _, a := range sortedAddrs(m.wnt) {
-			chain := m.wnt[a]
+		// The maps hold every isolated local pod: walk them unsorted and
+		// sort only what changes (the batch stays deterministic).
+		var added, changed, gone []netip.Addr
+		for a, chain := range m.wnt {
 			old, ok := m.have[a]
-			if ok && old == chain {
-				continue
+			switch {
+			case !ok:
+				added = append(added, a)
+			case old != chain:
+				changed = append(changed, a)
 			}
-			if ok {
-				dels = append(dels, nftables.SetElement{Key: addrKey(a)})
+		}
+		for a := range m.have {
+			if _, ok := m.wnt[a]; !ok {
+				gone = append(gone, a)
 			}
-			if ok || known[a] || !want.Guarded {
+		}
+		for _, l := range [][]netip.Addr{added, changed, gone} {
+			slices.SortFunc(l, func(x, y netip.Addr) int { return x.Compare(y) })
+		}
+		var adds, dels []nftables.SetElement
+		for _, a := range slices.Concat(changed, gone) {
+			dels = append(dels, nftables.SetElement{Key: addrKey(a)})
+		}
+		if len(changed) > 0 {
+			bump = true
+		}
+		for _, a := range added {
+			if !want.Guarded || wasKnown(a) {
 				bump = true
 			}
-			adds = append(adds, nftables.SetElement{Key: addrKey(a), Comment: chain,
-				VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: chain}})
 		}
-		for _, a := range sortedAddrs(m.have) {
-			if _, ok := m.wnt[a]; !ok {
-				dels = append(dels, nftables.SetElement{Key: addrKey(a)})
-			}
+		for _, a := range slices.Concat(added, changed) {
+			adds = append(adds, nftables.SetElement{Key: addrKey(a), Comment: m.wnt[a],
+				VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: m.wnt[a]}})
 		}
 		b.delElems(b.set(m.name), dels)
 		b.addElems(b.set(m.name), adds)
