@@ -34,6 +34,18 @@ type kstate struct {
 	// dirty are State chains whose rules in the kernel differ from what
 	// their name promises (someone edited them); they are rewritten.
 	dirty map[string]bool
+	// logSpec is the DropLog spec of every chain, except those in logs
+	// (read back from the kernel, where each chain says its own).
+	logSpec string
+	logs    map[string]string
+}
+
+// logOf is the DropLog spec chain name was written with.
+func (k *kstate) logOf(name string) string {
+	if s, ok := k.logs[name]; ok {
+		return s
+	}
+	return k.logSpec
 }
 
 func emptyState() *netpol.State {

@@ -28,6 +28,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/netpol"
 )
@@ -46,6 +47,7 @@ const (
 	chainJudge   = "judge"   // connections from or to a local pod
 	chainFresh   = "fresh"   // accept what the current generation judged
 	chainStamp   = "stamp"   // mark a connection judged, accept
+	chainUnknown = "unknown" // drop (and log) a packet of a pod without verdicts
 
 	setNodeCIDRs = "node-cidrs"
 	setGuarded   = "guarded" // node-cidrs while any policy exists, else empty
@@ -192,10 +194,10 @@ func fixedRules() map[string][]taggedRule {
 		chainJudge: slices.Concat(
 			[]taggedRule{{"fresh", []expr.Any{verdict(expr.VerdictJump, chainFresh)}}},
 			both("unknown-src", func(r bool) []expr.Any {
-				return []expr.Any{src(r), lookup(setGuarded, reg1), notIn(setKnown, reg1), counter(), verdict(expr.VerdictDrop, "")}
+				return []expr.Any{src(r), lookup(setGuarded, reg1), notIn(setKnown, reg1), counter(), verdict(expr.VerdictGoto, chainUnknown)}
 			}),
 			both("unknown-dst", func(r bool) []expr.Any {
-				return []expr.Any{dst(r), lookup(setGuarded, reg1), notIn(setKnown, reg1), counter(), verdict(expr.VerdictDrop, "")}
+				return []expr.Any{dst(r), lookup(setGuarded, reg1), notIn(setKnown, reg1), counter(), verdict(expr.VerdictGoto, chainUnknown)}
 			}),
 			both("egress", func(r bool) []expr.Any { return []expr.Any{src(r), vmap(mapEgress, reg1)} }),
 			both("ingress", func(r bool) []expr.Any { return []expr.Any{dst(r), vmap(mapIngress, reg1)} }),
@@ -250,6 +252,33 @@ func vruleRules(dir netpol.Direction, r netpol.VRule) []taggedRule {
 func dropExprs() []expr.Any {
 	return []expr.Any{&expr.Counter{}, verdict(expr.VerdictDrop, "")}
 }
+
+// unknownRules are the rules of chain unknown: the log rule when drops
+// are logged, then the drop (the judge chain's rules that go here count).
+func unknownRules(l DropLog) []taggedRule {
+	var out []taggedRule
+	if l.Rate > 0 {
+		out = append(out, logRule(l, LogPrefixUnknown))
+	}
+	return append(out, taggedRule{tagFixed + "drop", []expr.Any{verdict(expr.VerdictDrop, "")}})
+}
+
+// logRule hands the packet to NFLOG group l.Group with prefix (a verdict
+// chain's name, or LogPrefixUnknown), at most l.Rate packets a second
+// through this rule: a flood of denied packets costs the node a few log
+// lines, not a netlink message per packet.
+func logRule(l DropLog, prefix string) taggedRule {
+	return taggedRule{tagLog + l.spec(), []expr.Any{
+		&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(l.Rate), Unit: expr.LimitTimeSecond, Burst: l.Rate},
+		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_SNAPLEN,
+			Group: l.Group, Data: []byte(prefix), Snaplen: logSnaplen},
+	}}
+}
+
+// logSnaplen is how much of a logged packet the kernel hands over: the
+// IPv4 header with options and the first bytes of the transport header
+// (the ports).
+const logSnaplen = 64 + 8
 
 // Element encodings.
 
@@ -326,7 +355,7 @@ func tupleKey(t netpol.Tuple) []byte {
 var tupleType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 
 // regularChains are the fixed chains besides the base chain.
-var regularChains = []string{chainJudge, chainFresh, chainStamp}
+var regularChains = []string{chainJudge, chainFresh, chainStamp, chainUnknown}
 
 func payload(base expr.PayloadBase, off, n, reg uint32) expr.Any {
 	return &expr.Payload{DestRegister: reg, Base: base, Offset: off, Len: n}

@@ -34,14 +34,15 @@ func read(c *nftables.Conn) (k *kstate, ok bool, err error) {
 	for _, r := range dumped {
 		tagsOf[r.chain] = append(tagsOf[r.chain], r.tag)
 	}
-	k = &kstate{st: emptyState(), dirty: map[string]bool{}}
+	k = &kstate{st: emptyState(), dirty: map[string]bool{}, logs: map[string]string{}}
 	fixed := fixedRules()
 	seen := map[string]bool{}
 	for _, ch := range chains {
 		if ch.Table.Name != Table {
 			continue
 		}
-		tags := tagsOf[ch.Name]
+		spec, tags := splitLog(tagsOf[ch.Name])
+		k.logs[ch.Name] = spec
 		switch name := ch.Name; {
 		case name == chainForward:
 			if !sameBase(ch, baseChain(t)) {
@@ -57,6 +58,11 @@ func read(c *nftables.Conn) (k *kstate, ok bool, err error) {
 				if tags[i] != tagFixed+want[i].tag {
 					return nil, false, nil
 				}
+			}
+			seen[name] = true
+		case name == chainUnknown:
+			if len(tags) != 1 || tags[0] != tagFixed+"drop" {
+				return nil, false, nil
 			}
 			seen[name] = true
 		case name == chainFresh || name == chainStamp:

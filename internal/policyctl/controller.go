@@ -39,6 +39,9 @@ type Config struct {
 	// ProcSysNet is where the node's net sysctls are (default
 	// /proc/sys/net; see agent.Config).
 	ProcSysNet string
+	// DropLog says how dropped packets are logged (Rate 0: not at all;
+	// see DefaultDropLog).
+	DropLog netpolnft.DropLog
 	// Report, when set, is told what keeps enforcement from being whole
 	// after every apply ("" once it is), so that it reaches the
 	// operator, not only the log.
@@ -85,6 +88,12 @@ func New(cfg Config) (*Controller, error) {
 func (c *Controller) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The table logs only what the agent can read: set before the first
+	// apply.
+	if r := c.openDropLog(); r != nil {
+		c.applier.Log = c.cfg.DropLog
+		go c.logDrops(ctx, r)
+	}
 	informers := []cache.SharedIndexInformer{
 		c.informer(gvrNamespaces, c.cl.setNamespace, func(_, name string) { c.cl.deleteNamespace(name) }),
 		c.informer(gvrPods, c.cl.setPod, c.cl.deletePod),
@@ -188,7 +197,7 @@ func (c *Controller) informer(gvr schema.GroupVersionResource, set func(map[stri
 		},
 	}
 	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
-	_ = inf.SetTransform(slim)
+	_ = inf.SetTransform(Slim)
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if u, ok := obj.(*unstructured.Unstructured); ok {
@@ -213,16 +222,6 @@ func (c *Controller) informer(gvr schema.GroupVersionResource, set func(map[stri
 		},
 	})
 	return inf
-}
-
-// slim drops what policy never reads from the informers' copies (managed
-// fields and annotations are most of a Pod's size).
-func slim(obj any) (any, error) {
-	if u, ok := obj.(*unstructured.Unstructured); ok {
-		u.SetManagedFields(nil)
-		u.SetAnnotations(nil)
-	}
-	return obj, nil
 }
 
 // Explain says which policies select the pod namespace/name and what they

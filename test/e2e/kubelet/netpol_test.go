@@ -447,6 +447,22 @@ zc X........`}},
 			t.Logf("case took %s", time.Since(began).Round(time.Millisecond))
 		})
 	}
+	t.Run("dropped packets are logged naming pods and policy", func(t *testing.T) {
+		// The default deny case dropped packets to x's pods; the agents
+		// logged some (rate-limited), naming both ends and the policy.
+		out, err := kubectl(t, l, "-n", "kube-system", "logs", "-l", "app.kubernetes.io/name=weft", "-c", "weft", "--tail=-1", "--prefix")
+		if err != nil {
+			t.Fatalf("kubectl logs: %v\n%s", err, labtest.Tail(out, 20))
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "policy: dropped a packet") && strings.Contains(line, "policies=x/deny") &&
+				strings.Contains(line, `pod="x/`) && strings.Contains(line, "direction=ingress") {
+				t.Logf("for example: %s", line)
+				return
+			}
+		}
+		t.Errorf("no agent logged a drop by x/deny naming the pod; the agents' logs end:\n%s", labtest.Tail(out, 30))
+	})
 	t.Run("new pod under default deny is never answered", func(t *testing.T) { newPodUnderDefaultDeny(t, np) })
 	t.Run("open connection stops when a policy denies it", func(t *testing.T) {
 		np.expect(t, "before the policy", npWait, []npProbe{{80, "tcp", npAllOpen}})
