@@ -45,6 +45,7 @@ bench: deps build
 	$(BIN)/weft bench throughput
 	$(BIN)/weft bench join
 	$(BIN)/weft bench scale
+	$(BIN)/weft bench policy
 	$(BIN)/weft bench chaos
 
 clean:

@@ -13,6 +13,7 @@ func init() {
 	registerBench("throughput", "pod-to-pod throughput against the underlay, in a lab", execLab("bench", "throughput"))
 	registerBench("join", "time from a new agent's start to its pod's first reply, in a lab", execLab("bench", "join"))
 	registerBench("scale", "time to program 1000 peers and the agent's memory, in a lab", execLab("bench", "scale"))
+	registerBench("policy", "NetworkPolicy at scale (1000 policies, 10,000 pods): apply times, memory, throughput ratio, in a lab", execLab("bench", "policy"))
 	registerBench("chaos", "agents killed during pod churn, outages, a reboot and a link flap, in a lab", execLab("bench", "chaos"))
 }
 
