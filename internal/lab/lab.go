@@ -215,6 +215,9 @@ func Up(ctx context.Context, cfg Config) (l *Lab, err error) {
 		nd, _ := l.Node(n)
 		l.logf("lab %s: node %s (underlay %s) ready, subnet %s", s.Name, n, nd.UnderlayIP, nd.Subnet)
 	}
+	if err := l.startPodSync(); err != nil {
+		return l, err
+	}
 	for _, n := range nodes {
 		for k := 0; k < cfg.PodsPerNode; k++ {
 			p, err := l.AddPod(ctx, n)
@@ -439,7 +442,7 @@ func Down(name string) error {
 		return err
 	}
 	// Kubelet nodes first: each takes its containers down with it.
-	errs := []error{stopKubeletNodes(name)}
+	errs := []error{stopKubeletNodes(name), stopPodSync(name)}
 	// Pods first, through CNI, so that the plugin releases their
 	// addresses as a runtime would; the namespaces go anyway below.
 	if l, err := Open(name, nil); err == nil {

@@ -150,7 +150,7 @@ func labProcesses(name string) ([]int, error) {
 			continue
 		}
 		argv := strings.Split(string(cmdline), "\x00")
-		if len(argv) > 1 && (argv[1] == "agent" || argv[1] == DatastoreCommand) && strings.Contains(string(cmdline), dirArg) {
+		if len(argv) > 1 && (argv[1] == "agent" || argv[1] == DatastoreCommand || argv[1] == PodSyncCommand) && strings.Contains(string(cmdline), dirArg) {
 			pids = append(pids, pid)
 		}
 	}

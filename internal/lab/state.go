@@ -61,6 +61,9 @@ type State struct {
 	// NextNode numbers the next node, so that a name is never reused
 	// within a lab even after a node left.
 	NextNode int `json:"nextNode"`
+	// PodSyncPID is the process that realises Pod objects bound to the
+	// lab's nodes (Kubernetes datastore without --kubelet; see podsync.go).
+	PodSyncPID int `json:"podSyncPID,omitempty"`
 }
 
 // DatastoreState is the lab's datastore process.
