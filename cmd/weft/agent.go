@@ -8,15 +8,18 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/weftnet/weft/internal/agent"
 	"github.com/weftnet/weft/internal/agentserve"
 	"github.com/weftnet/weft/internal/cluster"
+	"github.com/weftnet/weft/internal/cnievents"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netpol"
+	"github.com/weftnet/weft/internal/policyctl"
 	"github.com/weftnet/weft/internal/store/etcdstore"
 )
 
@@ -40,6 +43,17 @@ func runAgent(args []string) error {
 	confDir := fs.String("cni-conf-dir", names.CNIConfDir, "where the CNI config is written")
 	binDir := fs.String("cni-bin-dir", names.CNIBinDir, "the CNI plugins' directory (portmap is chained when present)")
 	netpolOn := fs.Bool("network-policy", true, "enforce Kubernetes NetworkPolicy on this node's pods (with --datastore kubernetes)")
+	dropLog := policyctl.DefaultDropLog
+	fs.Func("policy-log-rate", fmt.Sprintf("packets a second each NetworkPolicy verdict chain logs of those it drops, naming the pods and policies (0: count drops, log none; default %d)", dropLog.Rate), func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		dropLog.Rate = uint32(n)
+		return err
+	})
+	fs.Func("policy-log-group", fmt.Sprintf("the NFLOG group dropped packets are logged through (default %d; change it if other software on the node uses it)", dropLog.Group), func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 16)
+		dropLog.Group = uint16(n)
+		return err
+	})
 	metricsAddr := fs.String("metrics-addr", fmt.Sprintf("127.0.0.1:%d", names.MetricsPort), "address serving Prometheus /metrics (empty: none)")
 	healthAddr := fs.String("health-addr", fmt.Sprintf("127.0.0.1:%d", names.HealthPort), "address serving /healthz and /readyz (empty: none)")
 	resync := fs.Duration("resync", 30*time.Second, "how often the datapath is checked for drift")
@@ -116,8 +130,9 @@ func runAgent(args []string) error {
 	m := metrics.New()
 	cfg.Metrics = m
 	var explainPolicy func(ns, name string) (netpol.Explanation, error)
+	var policyCNI func(cnievents.Event)
 	if *netpolOn {
-		cfg.Policy, explainPolicy = policyRunner(cfg.NodeName, cfg.ProcSysNet, m, log)
+		cfg.Policy, explainPolicy, policyCNI = policyRunner(cfg.NodeName, cfg.ProcSysNet, dropLog, m, log)
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
@@ -129,7 +144,7 @@ func runAgent(args []string) error {
 		opsErr <- agentserve.Run(opsCtx, a, agentserve.Config{
 			ClusterCIDR: cfg.ClusterCIDR, Dirs: cfg.Dirs,
 			DatastoreKind: *dsName, DatastoreEndpoint: endpoint, MetricsAddr: *metricsAddr, Metrics: m, Logger: log,
-			Policy: explainPolicy,
+			Policy: explainPolicy, CNIEvent: policyCNI,
 		})
 	}()
 	err = a.Run(ctx)

@@ -10,8 +10,10 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/weftnet/weft/internal/agent"
+	"github.com/weftnet/weft/internal/cnievents"
 	"github.com/weftnet/weft/internal/metrics"
 	"github.com/weftnet/weft/internal/netpol"
+	"github.com/weftnet/weft/internal/netpolnft"
 	"github.com/weftnet/weft/internal/policyctl"
 )
 
@@ -21,11 +23,12 @@ var kubeClient dynamic.Interface
 
 // policyRunner enforces NetworkPolicy in Kubernetes mode (nil in etcd
 // mode, which has no policies to read). explain answers `weft policy`
-// from the running controller.
-func policyRunner(node, procSysNet string, m *metrics.Metrics, log *slog.Logger) (run agent.PolicyRunner, explain func(ns, name string) (netpol.Explanation, error)) {
+// from the running controller; onCNI hands it the plugin's events (a new
+// pod's address at ADD), dropped while no controller runs.
+func policyRunner(node, procSysNet string, dropLog netpolnft.DropLog, m *metrics.Metrics, log *slog.Logger) (run agent.PolicyRunner, explain func(ns, name string) (netpol.Explanation, error), onCNI func(cnievents.Event)) {
 	client := kubeClient
 	if client == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var mu sync.Mutex
 	var running *policyctl.Controller
@@ -38,8 +41,16 @@ func policyRunner(node, procSysNet string, m *metrics.Metrics, log *slog.Logger)
 		}
 		return ctl.Explain(ns, name)
 	}
+	onCNI = func(ev cnievents.Event) {
+		mu.Lock()
+		ctl := running
+		mu.Unlock()
+		if ctl != nil {
+			ctl.CNIEvent(ev)
+		}
+	}
 	return func(ctx context.Context, cidrs []netip.Prefix, report func(string)) error {
-		ctl, err := policyctl.New(policyctl.Config{Client: client, NodeName: node, NodeCIDRs: cidrs, Logger: log, ProcSysNet: procSysNet, Report: report})
+		ctl, err := policyctl.New(policyctl.Config{Client: client, NodeName: node, NodeCIDRs: cidrs, Logger: log, ProcSysNet: procSysNet, DropLog: dropLog, Report: report})
 		if err != nil {
 			return err
 		}
@@ -52,5 +63,5 @@ func policyRunner(node, procSysNet string, m *metrics.Metrics, log *slog.Logger)
 			}
 		}
 		return ctl.Run(ctx)
-	}, explain
+	}, explain, onCNI
 }

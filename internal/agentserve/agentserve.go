@@ -63,6 +63,11 @@ type Config struct {
 	// Policy explains NetworkPolicy for a pod (`weft policy`); nil when
 	// the agent enforces none.
 	Policy func(namespace, name string) (netpol.Explanation, error)
+	// CNIEvent, when set, is handed each event from the CNI plugin after
+	// the metrics have it (the NetworkPolicy controller learns new pods'
+	// addresses from ADD). It must not block: the socket's one reader
+	// calls it.
+	CNIEvent func(cnievents.Event)
 }
 
 // Server is one agent's running servers.
@@ -143,7 +148,7 @@ func (o *Server) loop(ctx context.Context) error {
 		return err
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); o.m.ConsumeCNIEvents(ctx, events.Events()) }()
+	go func() { defer wg.Done(); o.consumeCNIEvents(ctx, events.Events()) }()
 	defer events.Close()
 
 	api, err := agentapi.Listen(o.cfg.Dirs.Run)
@@ -178,6 +183,25 @@ func (o *Server) loop(ctx context.Context) error {
 		case err := <-errc:
 			return err
 		case <-time.After(wait):
+		}
+	}
+}
+
+// consumeCNIEvents turns the plugin's events into samples and hands them
+// on to cfg.CNIEvent, until ctx is done or the listener is closed.
+func (o *Server) consumeCNIEvents(ctx context.Context, events <-chan cnievents.Event) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			o.m.ObserveCNI(ev.Verb, ev.OK, time.Duration(ev.Seconds*float64(time.Second)))
+			if o.cfg.CNIEvent != nil {
+				o.cfg.CNIEvent(ev)
+			}
 		}
 	}
 }

@@ -116,6 +116,8 @@ func TestPeersReachableThenCutOffThroughTheAPI(t *testing.T) {
 	cfgA.Dirs.Run, cfgA.Dirs.Data, cfgA.DatastoreKind = t.TempDir(), t.TempDir(), "etcd"
 	cfgB.Dirs.Run, cfgB.Dirs.Data = t.TempDir(), t.TempDir()
 	cfgA.MetricsAddr = "127.0.0.1:9755" // inside node A's namespace
+	handed := make(chan cnievents.Event, 4)
+	cfgA.CNIEvent = func(ev cnievents.Event) { handed <- ev }
 	run(t, nsA, status("wto-a", "10.244.1.0/24", "wto-b", "10.244.2.0/24", "192.168.61.2"), cfgA)
 	run(t, nsB, status("wto-b", "10.244.2.0/24", "wto-a", "10.244.1.0/24", "192.168.61.1"), cfgB)
 
@@ -148,8 +150,19 @@ func TestPeersReachableThenCutOffThroughTheAPI(t *testing.T) {
 		t.Errorf("status with a peer down: %+v", s)
 	}
 
-	// The plugin's events and the peer states show in the metrics.
-	cnievents.Send(filepath.Join(cfgA.Dirs.Run, cniconf.EventsSocket), cnievents.Event{Verb: "ADD", OK: true, Seconds: 0.01})
+	// The plugin's events and the peer states show in the metrics, and
+	// the events go on to the agent's hook, the pod's fields included.
+	add := cnievents.Event{Verb: "ADD", OK: true, Seconds: 0.01,
+		Pod: &cnievents.Pod{Namespace: "x", Name: "a", ContainerID: "c1", IP: "10.244.1.5"}}
+	cnievents.Send(filepath.Join(cfgA.Dirs.Run, cniconf.EventsSocket), add)
+	select {
+	case ev := <-handed:
+		if ev.Verb != "ADD" || ev.Pod == nil || *ev.Pod != *add.Pod {
+			t.Errorf("hook got %+v, want %+v", ev, add)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the ADD never reached the CNIEvent hook")
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		text := scrape(t, nsA)

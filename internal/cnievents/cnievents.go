@@ -1,8 +1,10 @@
 // Package cnievents carries one small datagram per CNI verb from the
-// plugin to the node agent, which turns them into metrics. The plugin side
-// never waits and never fails: with no agent listening, or a full socket
-// buffer, the event is simply dropped, so a pod is never slowed down or
-// refused because of metrics.
+// plugin to the node agent, which turns them into metrics and, for ADD and
+// DEL, tells its NetworkPolicy controller which pod got (or gave back)
+// which address before the kubelet reports it. The plugin side never
+// waits and never fails: with no agent listening, or a full socket buffer,
+// the event is simply dropped, so a pod is never slowed down or refused
+// because of it; the agent learns the same from the API server, later.
 package cnievents
 
 import (
@@ -22,10 +24,30 @@ type Event struct {
 	OK   bool   `json:"ok"`
 	// Seconds is the plugin's run time up to the verb's end.
 	Seconds float64 `json:"seconds"`
+	// Pod is who the verb was for (ADD and DEL), from CNI_ARGS; empty
+	// when the runtime passed no Kubernetes arguments, and in events
+	// from plugins older than these fields.
+	Pod *Pod `json:"pod,omitempty"`
 }
 
-// maxDatagram bounds what Listen reads; an event is well below it.
-const maxDatagram = 512
+// Pod names the attachment an ADD or DEL was for. Nothing in it is
+// checked by the plugin beyond its length: the agent validates it
+// against what it knows before it uses it.
+type Pod struct {
+	Namespace string `json:"ns"`
+	Name      string `json:"name"`
+	UID       string `json:"uid,omitempty"`
+	// ContainerID is the sandbox's (CNI_CONTAINERID): a DEL forgets
+	// only what the ADD of the same container said.
+	ContainerID string `json:"cid"`
+	// IP is the IPv4 address a successful ADD gave the pod.
+	IP string `json:"ip,omitempty"`
+}
+
+// maxDatagram bounds what Listen reads. The longest event (a 253-byte
+// pod name, a 63-byte namespace, a 64-byte container id) is well below
+// it; Send drops pod fields that could not fit.
+const maxDatagram = 2048
 
 // Send sends ev to the unixgram socket at path without blocking. Every
 // error is ignored on purpose (see the package comment).
@@ -36,6 +58,13 @@ func Send(path string, ev Event) {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return
+	}
+	if len(b) > maxDatagram && ev.Pod != nil {
+		// Longer than any valid name allows: the metrics still count.
+		ev.Pod = nil
+		if b, err = json.Marshal(ev); err != nil {
+			return
+		}
 	}
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -1,8 +1,11 @@
 package cnievents
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -14,13 +17,18 @@ func TestSendReachesListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	Send(path, Event{Verb: "ADD", OK: true, Seconds: 0.0031})
-	Send(path, Event{Verb: "DEL", OK: false, Seconds: 0.5})
-	want := []Event{{"ADD", true, 0.0031}, {"DEL", false, 0.5}}
+	pod := &Pod{Namespace: "x", Name: "a", UID: "0d5c4e9b-1f8e-4f0e-9a51-7c1b2f3d4e5f", ContainerID: "c0ffee", IP: "10.244.1.7"}
+	want := []Event{
+		{Verb: "ADD", OK: true, Seconds: 0.0031, Pod: pod},
+		{Verb: "DEL", OK: false, Seconds: 0.5},
+	}
+	for _, ev := range want {
+		Send(path, ev)
+	}
 	for _, w := range want {
 		select {
 		case got := <-l.Events():
-			if got != w {
+			if !reflect.DeepEqual(got, w) {
 				t.Fatalf("got %+v, want %+v", got, w)
 			}
 		case <-time.After(5 * time.Second):
@@ -74,5 +82,53 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the replacing socket received nothing within 5s")
+	}
+}
+
+// An event from a plugin older than the pod fields still decodes, with no
+// pod; unknown fields from a newer plugin are ignored.
+func TestEventWireFormat(t *testing.T) {
+	var old Event
+	if err := json.Unmarshal([]byte(`{"verb":"ADD","ok":true,"seconds":0.01}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Verb != "ADD" || !old.OK || old.Seconds != 0.01 || old.Pod != nil {
+		t.Fatalf("old event decoded as %+v", old)
+	}
+	var newer Event
+	js := `{"verb":"DEL","ok":true,"seconds":0.2,"pod":{"ns":"x","name":"a","cid":"c1","later":1},"later":true}`
+	if err := json.Unmarshal([]byte(js), &newer); err != nil {
+		t.Fatal(err)
+	}
+	if want := (Pod{Namespace: "x", Name: "a", ContainerID: "c1"}); newer.Pod == nil || *newer.Pod != want {
+		t.Fatalf("pod decoded as %+v, want %+v", newer.Pod, want)
+	}
+	// What an ADD sends: the pod under "pod", its fields short-named.
+	b, err := json.Marshal(Event{Verb: "ADD", OK: true, Pod: &Pod{Namespace: "x", Name: "a", ContainerID: "c1", IP: "10.244.1.7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"verb":"ADD","ok":true,"seconds":0,"pod":{"ns":"x","name":"a","cid":"c1","ip":"10.244.1.7"}}`; string(b) != want {
+		t.Fatalf("encoded %s, want %s", b, want)
+	}
+}
+
+// An event too long for the agent's datagram loses its pod, not its
+// count.
+func TestSendDropsAnOversizedPod(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.sock")
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	Send(path, Event{Verb: "ADD", OK: true, Pod: &Pod{Namespace: "x", Name: strings.Repeat("a", 3*maxDatagram), ContainerID: "c1"}})
+	select {
+	case got := <-l.Events():
+		if got.Verb != "ADD" || got.Pod != nil {
+			t.Fatalf("got %+v, want the ADD without its pod", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
 	}
 }

@@ -82,6 +82,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	ok = true
+	noteAddress(args, lease.Addr)
 	return types.PrintResult(result(c, args, br, host, podLink, lease), c.CNIVersion)
 }
 

@@ -42,7 +42,9 @@ func Funcs() skel.CNIFuncs {
 var started = time.Now()
 
 // reported sends the verb's outcome to the agent's events socket, when the
-// config names one.
+// config names one; for ADD and DEL, with the pod and the address given,
+// so that the agent applies the pod's NetworkPolicy verdicts before the
+// kubelet reports its address. Sending never waits (see cnievents).
 func reported(verb string, fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) error {
 	return func(args *skel.CmdArgs) error {
 		err := checkArgs(verb, args)
@@ -52,8 +54,10 @@ func reported(verb string, fn func(*skel.CmdArgs) error) func(*skel.CmdArgs) err
 		var conf struct {
 			EventsSocket string `json:"eventsSocket"`
 		}
+		pod := podOf(verb, args, err == nil)
 		if json.Unmarshal(args.StdinData, &conf) == nil && conf.EventsSocket != "" {
-			cnievents.Send(conf.EventsSocket, cnievents.Event{Verb: verb, OK: err == nil, Seconds: time.Since(started).Seconds()})
+			cnievents.Send(conf.EventsSocket, cnievents.Event{Verb: verb, OK: err == nil,
+				Seconds: time.Since(started).Seconds(), Pod: pod})
 		}
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/weftnet/weft/internal/netpol"
 )
@@ -23,11 +24,19 @@ type cluster struct {
 	policies   map[string]netpol.Policy
 	// bad lists objects that could not be decoded, with why.
 	bad map[string]string
+	// uids are the pods' metadata.uid, so that an address hint meant for
+	// a pod is never given to an earlier pod of the same name.
+	uids map[string]string
+	// hints are the addresses the CNI plugin reported at ADD for pods
+	// whose status has none yet (see hints.go).
+	hints map[string]hint
+	now   func() time.Time
 }
 
 func newCluster() *cluster {
 	return &cluster{pods: map[string]netpol.Pod{}, namespaces: map[string]netpol.Namespace{},
-		policies: map[string]netpol.Policy{}, bad: map[string]string{}}
+		policies: map[string]netpol.Policy{}, bad: map[string]string{},
+		uids: map[string]string{}, hints: map[string]hint{}, now: time.Now}
 }
 
 func key(ns, name string) string { return ns + "/" + name }
@@ -35,26 +44,38 @@ func key(ns, name string) string { return ns + "/" + name }
 // setPod records a pod (ok=false: it holds no address any more).
 func (c *cluster) setPod(obj map[string]any) {
 	p, ok, err := netpol.DecodePod(obj)
+	meta, _ := obj["metadata"].(map[string]any)
+	uid, _ := meta["uid"].(string)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := "pod " + key(p.Namespace, p.Name)
+	pk := key(p.Namespace, p.Name)
+	k := "pod " + pk
 	delete(c.bad, k)
+	c.uids[pk] = uid
 	switch {
 	case err != nil:
 		c.bad[k] = err.Error()
-		delete(c.pods, key(p.Namespace, p.Name))
+		delete(c.pods, pk)
+		c.dropHint(pk, uid)
 	case !ok:
-		delete(c.pods, key(p.Namespace, p.Name))
+		delete(c.pods, pk)
+		c.dropHint(pk, uid) // it has ended: its address is gone
 	default:
-		c.pods[key(p.Namespace, p.Name)] = p
+		c.pods[pk] = p
+		if p.IP.IsValid() {
+			c.dropHint(pk, uid) // the status wins
+		}
 	}
 }
 
 func (c *cluster) deletePod(ns, name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.pods, key(ns, name))
-	delete(c.bad, "pod "+key(ns, name))
+	pk := key(ns, name)
+	c.dropHint(pk, c.uids[pk])
+	delete(c.pods, pk)
+	delete(c.uids, pk)
+	delete(c.bad, "pod "+pk)
 }
 
 func (c *cluster) setNamespace(obj map[string]any) {
@@ -99,8 +120,13 @@ func (c *cluster) input(node string, cidrs []netip.Prefix) netpol.Input {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	in := netpol.Input{Node: node, NodeCIDRs: cidrs}
+	hinted := c.hintedAddrs(node, cidrs)
 	for _, k := range sortedKeys(c.pods) {
-		in.Pods = append(in.Pods, c.pods[k])
+		p := c.pods[k]
+		if a, ok := hinted[k]; ok {
+			p.IP = a
+		}
+		in.Pods = append(in.Pods, p)
 	}
 	for _, k := range sortedKeys(c.namespaces) {
 		in.Namespaces = append(in.Namespaces, c.namespaces[k])

@@ -16,6 +16,9 @@ type collector struct {
 	dropped  *prometheus.Desc
 	unknown  *prometheus.Desc
 	invalid  *prometheus.Desc
+
+	// hints counts the pod addresses the CNI plugin reported, by result.
+	hints *prometheus.CounterVec
 }
 
 func newCollector() *collector {
@@ -29,6 +32,10 @@ func newCollector() *collector {
 			Name: "weft_policy_apply_errors_total",
 			Help: "NetworkPolicy applies that failed (retried on the next change or resync).",
 		}),
+		hints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_policy_address_hints_total",
+			Help: "Pod addresses reported by the CNI plugin at ADD, by result: accepted (the pod's verdicts applied before its status has the address) or why refused.",
+		}, []string{"result"}),
 		dropped: prometheus.NewDesc("weft_policy_dropped_packets_total",
 			"Packets dropped at pods the policy isolates, none of whose policies allowed them.", []string{"policy"}, nil),
 		unknown: prometheus.NewDesc("weft_policy_unknown_pod_dropped_packets_total",
@@ -51,6 +58,7 @@ func (c *Controller) Collector() prometheus.Collector { return c.metrics }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	c.applies.Describe(ch)
 	c.failures.Describe(ch)
+	c.hints.Describe(ch)
 	ch <- c.dropped
 	ch <- c.unknown
 	ch <- c.invalid
@@ -59,6 +67,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.applies.Collect(ch)
 	c.failures.Collect(ch)
+	c.hints.Collect(ch)
 	d, err := netpolnft.ReadDrops()
 	if err != nil {
 		return // no table yet: nothing dropped

@@ -3,6 +3,10 @@ package kubelet
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -11,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/weftnet/weft/internal/labimage"
+	"github.com/weftnet/weft/internal/names"
 )
 
 // npExec is a netcheck running in a pod through `kubectl exec`, its
@@ -97,7 +103,11 @@ func stamp(t *testing.T, line, key string) time.Time {
 // newPodUnderDefaultDeny creates pod x/new while x denies all ingress but
 // from y/a, checked from before it exists: the pods denied (y/b on
 // another node, y/c on its own) never get an answer; y/a, allowed, does
-// (so the checks could see one).
+// (so the checks could see one). A second container in x/new checks its
+// own way out (egress is open) from its first moment: how long after it
+// started its allowed traffic flowed is logged (the agent learns the
+// pod's address from the CNI plugin's ADD, before the kubelet reports
+// it), never asserted.
 func newPodUnderDefaultDeny(t *testing.T, np *npCluster) {
 	ctx := context.Background()
 	cs := np.cs
@@ -149,13 +159,27 @@ zc XXX......`}})
 		polls[src] = np.start(t, src, append([]string{"poll", "--for", "12s", "--every", "20ms", "--timeout", "200ms"}, targets...)...)
 		began[src] = stamp(t, polls[src].next(t, "poller in "+src, time.Minute), "started")
 	}
+	// x/new's own checks go to every pod of y and z (none isolated), on
+	// its node and on the other.
+	egress := []string{"ya", "yb", "yc", "za", "zb", "zc"}
+	var egressTargets []string
+	for _, dst := range egress {
+		egressTargets = append(egressTargets, np.ip[dst]+":80/tcp")
+	}
 	created := time.Now()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "new", Namespace: "x", Labels: map[string]string{"pod": "new"}},
 		Spec: corev1.PodSpec{
 			NodeName:                      node,
 			TerminationGracePeriodSeconds: new(int64),
+			// The egress checks run once; their output stays for logs.
+			RestartPolicy: corev1.RestartPolicyNever,
+			// The kubelet starts containers in order: the egress checks
+			// first, as close to the sandbox's start as a process gets.
 			Containers: []corev1.Container{{
+				Name: "egress", Image: labimage.NetcheckImage, ImagePullPolicy: corev1.PullNever,
+				Args: append([]string{"poll", "--for", "8s", "--every", "20ms", "--timeout", "200ms"}, egressTargets...),
+			}, {
 				Name: "netcheck", Image: labimage.NetcheckImage, ImagePullPolicy: corev1.PullNever,
 				Args:           []string{"serve", "80"},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(80)}}, PeriodSeconds: 1},
@@ -216,6 +240,90 @@ zc XXX......`}})
 			t.Logf("%s (denied, %s): no answer from x/new or any address to come, from %s before its creation on: %s",
 				src, np.node[src], created.Sub(began[src]).Round(time.Millisecond), done)
 		}
+	}
+	egressFromNewPod(t, np, node, egress, egressTargets)
+	for _, line := range strings.Split(nodeMetrics(t, np, node), "\n") {
+		if strings.HasPrefix(line, "weft_policy_address_hints_total") {
+			t.Logf("agent on %s: %s", node, line)
+		}
+	}
+}
+
+// nodeMetrics reads the agent's /metrics on node, over the node
+// namespace's loopback (the agent's pod shares it).
+func nodeMetrics(t *testing.T, np *npCluster, node string) string {
+	t.Helper()
+	var netnsName string
+	for _, n := range np.l.Nodes {
+		if n.Name == node {
+			netnsName = n.Netns
+		}
+	}
+	if netnsName == "" {
+		t.Fatalf("no lab node %s", node)
+	}
+	// The transport dials on a goroutine of its own: the dial itself
+	// enters the node's namespace.
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+			err = ns.WithNetNSPath("/run/netns/"+netnsName, func(ns.NetNS) error {
+				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return conn, err
+		}}}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", names.MetricsPort))
+	if err != nil {
+		t.Fatalf("metrics of the agent on %s: %v", node, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics of the agent on %s: %v", node, err)
+	}
+	return string(b)
+}
+
+// egressFromNewPod reads what x/new's egress container saw: from its
+// start, an answer from each target (allowed: x's policies are ingress
+// only), and logs how long after it started each came.
+func egressFromNewPod(t *testing.T, np *npCluster, node string, dsts, targets []string) {
+	var out string
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(out, "\ndone ") {
+		if time.Now().After(deadline) {
+			t.Fatalf("x/new's egress checks did not finish within 1m: %q", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+		cmd, err := np.l.Kubectl("logs", "-n", "x", "new", "-c", "egress")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := cmd.Output() // not up yet, or running: try again
+		out = string(b)
+	}
+	var started time.Time
+	firstOK := map[string]time.Time{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		switch f := strings.Fields(line); f[0] {
+		case "started":
+			started = stamp(t, line, "started")
+		case "first-ok":
+			firstOK[f[1]] = stamp(t, line, f[1])
+		}
+	}
+	for i, tg := range targets {
+		where := "other node"
+		if np.node[dsts[i]] == node {
+			where = "same node"
+		}
+		src := fmt.Sprintf("%s/%s (%s)", dsts[i][:1], dsts[i][1:], where)
+		at, ok := firstOK[tg]
+		if !ok {
+			t.Errorf("x/new never reached %s %s, allowed: %s", src, tg, out)
+			continue
+		}
+		t.Logf("x/new → %s (allowed): first answer %s after x/new's container started", src, at.Sub(started).Round(time.Millisecond))
 	}
 }
 
