@@ -148,7 +148,7 @@ func (o *Server) loop(ctx context.Context) error {
 		return err
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); o.consumeCNIEvents(ctx, events.Events()) }()
+	go func() { defer wg.Done(); o.m.ConsumeCNIEvents(ctx, events.Events(), o.cfg.CNIEvent) }()
 	defer events.Close()
 
 	api, err := agentapi.Listen(o.cfg.Dirs.Run)
@@ -183,25 +183,6 @@ func (o *Server) loop(ctx context.Context) error {
 		case err := <-errc:
 			return err
 		case <-time.After(wait):
-		}
-	}
-}
-
-// consumeCNIEvents turns the plugin's events into samples and hands them
-// on to cfg.CNIEvent, until ctx is done or the listener is closed.
-func (o *Server) consumeCNIEvents(ctx context.Context, events <-chan cnievents.Event) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			o.m.ObserveCNI(ev.Verb, ev.OK, time.Duration(ev.Seconds*float64(time.Second)))
-			if o.cfg.CNIEvent != nil {
-				o.cfg.CNIEvent(ev)
-			}
 		}
 	}
 }

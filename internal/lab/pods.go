@@ -57,18 +57,7 @@ func (l *Lab) AddPod(ctx context.Context, node string) (*PodState, error) {
 		return nil, err
 	}
 	pn.Close()
-	var res *types100.Result
-	err = l.cni(n, func(c *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
-		r, err := c.AddNetworkList(ctx, list, runtimeConf(p))
-		if err != nil {
-			return err
-		}
-		res, err = types100.NewResultFromResult(r)
-		return err
-	})
-	if err == nil {
-		p.IP, err = podIP(res)
-	}
+	p.IP, err = l.attach(ctx, n, runtimeConf(p))
 	if err != nil {
 		l.cni(n, func(c *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
 			return c.DelNetworkList(ctx, list, runtimeConf(p))
@@ -78,6 +67,23 @@ func (l *Lab) AddPod(ctx context.Context, node string) (*PodState, error) {
 	}
 	n.Pods = append(n.Pods, p)
 	return p, l.save()
+}
+
+// attach runs CNI ADD on node n for rc and returns the pod's address.
+func (l *Lab) attach(ctx context.Context, n *NodeState, rc *libcni.RuntimeConf) (netip.Addr, error) {
+	var res *types100.Result
+	err := l.cni(n, func(c *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
+		out, err := c.AddNetworkList(ctx, list, rc)
+		if err != nil {
+			return err
+		}
+		res, err = types100.NewResultFromResult(out)
+		return err
+	})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return podIP(res)
 }
 
 func podIP(r *types100.Result) (netip.Addr, error) {

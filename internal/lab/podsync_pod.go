@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	types100 "github.com/containernetworking/cni/pkg/types/100"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -163,19 +162,7 @@ func (s *podSync) setup(ctx context.Context, l *Lab, n *NodeState, p *corev1.Pod
 		return r, err
 	}
 	pn.Close()
-	var res *types100.Result
-	err = l.cni(n, func(c *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
-		out, err := c.AddNetworkList(ctx, list, podRuntimeConf(r))
-		if err != nil {
-			return err
-		}
-		res, err = types100.NewResultFromResult(out)
-		return err
-	})
-	if err == nil {
-		r.IP, err = podIP(res)
-	}
-	if err != nil {
+	if r.IP, err = l.attach(ctx, n, podRuntimeConf(r)); err != nil {
 		return r, fmt.Errorf("CNI ADD: %w", err)
 	}
 	if err := s.save(r); err != nil {

@@ -60,7 +60,7 @@ func TestCNIEventsBecomeSamples(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { m.ConsumeCNIEvents(ctx, l.Events()); close(done) }()
+	go func() { m.ConsumeCNIEvents(ctx, l.Events(), nil); close(done) }()
 	t.Cleanup(func() { cancel(); l.Close(); <-done })
 
 	// What the plugin sends: three good ADDs, a failed one, a DEL, a CHECK
