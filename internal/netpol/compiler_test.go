@@ -99,3 +99,20 @@ func stateDiff(got, want *netpol.State) (out string) {
 	}
 	return out
 }
+
+// The order of the input's pods, namespaces and policies does not matter:
+// the agent hands them over in whatever order its caches hold them.
+func TestCompileIgnoresInputOrder(t *testing.T) {
+	s := netpoltest.Scale{Pods: 400, Namespaces: 12, Policies: 60, Local: 80}
+	in := s.Cluster()
+	want := netpol.Compile(in)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 5 {
+		rng.Shuffle(len(in.Pods), func(i, j int) { in.Pods[i], in.Pods[j] = in.Pods[j], in.Pods[i] })
+		rng.Shuffle(len(in.Namespaces), func(i, j int) { in.Namespaces[i], in.Namespaces[j] = in.Namespaces[j], in.Namespaces[i] })
+		rng.Shuffle(len(in.Policies), func(i, j int) { in.Policies[i], in.Policies[j] = in.Policies[j], in.Policies[i] })
+		if got := netpol.Compile(in); !reflect.DeepEqual(got, want) {
+			t.Fatalf("a shuffled input compiles differently: %s", stateDiff(got, want))
+		}
+	}
+}

@@ -115,24 +115,26 @@ func (c *cluster) deletePolicy(ns, name string) {
 	delete(c.bad, "networkpolicy "+key(ns, name))
 }
 
-// input is the compiler's input for node, in a stable order.
+// input is the compiler's input for node. It is in the maps' order: the
+// compiler's result does not depend on it, and sorting ten thousand pod
+// keys at every change would cost more than the change.
 func (c *cluster) input(node string, cidrs []netip.Prefix) netpol.Input {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	in := netpol.Input{Node: node, NodeCIDRs: cidrs}
+	in := netpol.Input{Node: node, NodeCIDRs: cidrs, Pods: make([]netpol.Pod, 0, len(c.pods)),
+		Namespaces: make([]netpol.Namespace, 0, len(c.namespaces)), Policies: make([]netpol.Policy, 0, len(c.policies))}
 	hinted := c.hintedAddrs(node, cidrs)
-	for _, k := range sortedKeys(c.pods) {
-		p := c.pods[k]
+	for k, p := range c.pods {
 		if a, ok := hinted[k]; ok {
 			p.IP = a
 		}
 		in.Pods = append(in.Pods, p)
 	}
-	for _, k := range sortedKeys(c.namespaces) {
-		in.Namespaces = append(in.Namespaces, c.namespaces[k])
+	for _, ns := range c.namespaces {
+		in.Namespaces = append(in.Namespaces, ns)
 	}
-	for _, k := range sortedKeys(c.policies) {
-		in.Policies = append(in.Policies, c.policies[k])
+	for _, p := range c.policies {
+		in.Policies = append(in.Policies, p)
 	}
 	return in
 }
