@@ -123,7 +123,7 @@ func syncLogf(format string, args ...any) {
 func podSyncDir(lab string) string { return filepath.Join(Dir(lab), "podsync") }
 
 // reconcile makes the lab match the Pod objects once: pods that are gone
-// or being deleted are torn down first (a pod recreated under the same
+// or being deleted, or whose node left the lab, are torn down first (a pod recreated under the same
 // name then finds its namespace name free), then every pod bound to a lab
 // node that is not realised yet is set up, then statuses are written.
 func (s *podSync) reconcile(ctx context.Context) {
@@ -147,7 +147,10 @@ func (s *podSync) reconcile(ctx context.Context) {
 		byUID[p.UID] = p
 	}
 	for uid, r := range recs {
-		if p := byUID[uid]; p == nil || p.DeletionTimestamp != nil || terminal(p) {
+		// A pod whose node left the lab goes with it, as a node's
+		// containers do (the API server's pod GC deletes the object).
+		_, nodeErr := st.Node(r.Node)
+		if p := byUID[uid]; p == nil || p.DeletionTimestamp != nil || terminal(p) || nodeErr != nil {
 			if err := s.teardown(ctx, l, r); err != nil {
 				syncLogf("pod %s/%s: teardown: %v", r.Namespace, r.Name, err)
 				continue
