@@ -183,6 +183,32 @@ func TestKubeLabPodSync(t *testing.T) {
 	if !netns.Exists(from) {
 		t.Errorf("pod a's namespace %s went with b's", from)
 	}
+
+	// A node that leaves the lab takes its pods' namespaces with it.
+	kubectl(podManifest(ns, "c", "n2"), "apply", "-f", "-")
+	testnet.Eventually(t, 30*time.Second, "pod c Running on n2", func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, "c", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("phase %s", p.Status.Phase)
+		}
+		return nil
+	})
+	cNS := podNetns(l, "n2", ns, "c")
+	if err := l.RemoveNode(ctx, "n2"); err != nil {
+		t.Fatalf("remove node n2: %v", err)
+	}
+	testnet.Eventually(t, 20*time.Second, "pod c's namespace gone with node n2", func() error {
+		if netns.Exists(cNS) {
+			return fmt.Errorf("namespace %s still there", cNS)
+		}
+		return nil
+	})
+	if !netns.Exists(from) {
+		t.Errorf("pod a's namespace %s went with node n2", from)
+	}
 }
 
 func podNetns(l *lab.Lab, node, ns, name string) string {
