@@ -16,7 +16,15 @@ func (l *Lab) PrintStatus(ctx context.Context, w io.Writer) {
 		ds = fmt.Sprintf("running (pid %d)", s.Datastore.PID)
 	}
 	fmt.Fprintf(w, "lab %s: backend %s, %d segment(s), cluster CIDR %s (/%d per node)\n", s.Name, s.Backend, s.Segments, s.ClusterCIDR, s.SubnetLen)
-	fmt.Fprintf(w, "datastore %s at %s in namespace %s: %s\n\n", s.Datastore.Kind, s.Datastore.Endpoint, s.Underlay, ds)
+	fmt.Fprintf(w, "datastore %s at %s in namespace %s: %s\n", s.Datastore.Kind, s.Datastore.Endpoint, s.Underlay, ds)
+	if s.PodSyncPID != 0 {
+		sync := "stopped"
+		if alive(s.PodSyncPID) {
+			sync = fmt.Sprintf("running (pid %d)", s.PodSyncPID)
+		}
+		fmt.Fprintf(w, "pods from Pod objects (pod sync, log %s): %s\n", s.podSyncLog(), sync)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tNAMESPACE\tSEGMENT\tUNDERLAY\tSUBNET\tAGENT\tREADY\tPODS")
 	for _, n := range s.Nodes {
