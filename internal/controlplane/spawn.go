@@ -11,6 +11,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/freeport"
 )
 
 // The control plane's processes get SIGKILL when their parent thread dies,
@@ -107,16 +109,12 @@ func DialContextIn(nsPath string) func(ctx context.Context, network, addr string
 	}
 }
 
-// freePort asks the kernel for a free TCP port on addr inside nsPath.
+// freePort picks a free TCP port on addr inside nsPath (see freeport).
 func freePort(nsPath, addr string) (int, error) {
 	var port int
-	get := func() error {
-		l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
-		if err != nil {
-			return err
-		}
-		port = l.Addr().(*net.TCPAddr).Port
-		return l.Close()
+	get := func() (err error) {
+		port, err = freeport.Pick(addr)
+		return err
 	}
 	if nsPath == "" {
 		return port, get()

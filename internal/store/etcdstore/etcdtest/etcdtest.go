@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 
+	"github.com/weftnet/weft/internal/freeport"
 	"github.com/weftnet/weft/internal/netns"
 )
 
@@ -56,7 +58,15 @@ func start(t testing.TB, tlsInfo *transport.TLSInfo) *Server {
 	}
 	s.peer = url.URL{Scheme: "http", Host: freeAddr(t)}
 	s.Endpoint = s.client.String()
-	if err := s.start(); err != nil {
+	err := s.start()
+	// A port picked free can still be taken before etcd binds it: pick
+	// others and try again.
+	for try := 0; err != nil && addrInUse(err) && try < 3; try++ {
+		s.client.Host, s.peer.Host = freeAddr(t), freeAddr(t)
+		s.Endpoint = s.client.String()
+		err = s.start()
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Stop)
@@ -104,14 +114,19 @@ func (s *Server) Stop() {
 	}
 }
 
+// addrInUse says whether etcd failed to bind its port (etcd does not
+// always wrap the listen error).
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Pick("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // envServe asks a test binary, re-executed by StartIn, to serve etcd.
