@@ -22,7 +22,6 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -90,9 +89,6 @@ type Store struct {
 	lastErr error
 	// lastContact is when a call last got an answer from the API server.
 	lastContact time.Time
-	// watchFailing is set while the Node informer cannot reach the API
-	// server.
-	watchFailing atomic.Bool
 }
 
 var _ store.Store = (*Store)(nil)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftnet/weft/internal/cluster"
@@ -56,21 +57,32 @@ func (w *watcher) run(ctx context.Context) error {
 	ictx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	nodes := s.nodes
+	// failed stays set once anything of this informer failed: a watch
+	// that the reflector resumed by itself after an outage is not trusted
+	// to have missed nothing; once the API server answers, the informer
+	// starts afresh from a list.
+	var failed atomic.Bool
+	note := func(err error) {
+		if err != nil {
+			failed.Store(true)
+		}
+		s.noteWatch(err)
+	}
 	// The reflector retries a refused watch quietly; these wrappers are
 	// where the store learns that the API server is away, and back.
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			l, err := nodes.List(ctx, o)
 			if err != nil {
-				s.noteWatch(fmt.Errorf("list nodes: %w", err))
+				note(fmt.Errorf("list nodes: %w", err))
 				return nil, err
 			}
-			s.noteWatch(nil)
+			note(nil)
 			return l, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			wi, err := nodes.Watch(ctx, o)
-			s.noteWatch(err)
+			note(err)
 			return wi, err
 		},
 	}
@@ -80,7 +92,7 @@ func (w *watcher) run(ctx context.Context) error {
 	}
 	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 		if ictx.Err() == nil {
-			s.noteWatch(err)
+			note(err)
 		}
 		cache.DefaultWatchErrorHandler(ctx, r, err)
 	}); err != nil {
@@ -128,7 +140,7 @@ func (w *watcher) run(ctx context.Context) error {
 		case <-tick.C:
 			// (Not right after a start: a watch that fails while lists
 			// work must not turn into a relist every second.)
-			if s.watchFailing.Load() && time.Since(started) > 3*probeEvery && s.apiServerAnswers(ctx) {
+			if failed.Load() && time.Since(started) > 3*probeEvery && s.apiServerAnswers(ctx) {
 				return nil
 			}
 		}
@@ -151,7 +163,6 @@ const watchErrPrefix = "watch nodes: "
 func (s *Store) noteWatch(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.watchFailing.Store(err != nil)
 	if err != nil {
 		s.lastErr = fmt.Errorf("%s%w", watchErrPrefix, err)
 		return
