@@ -117,12 +117,12 @@ func TestKubeLabPodSync(t *testing.T) {
 		if want := podNetns(l, n, ns, name); !strings.Contains(listed, want) {
 			t.Errorf("namespace %s of pod %s not in `ip netns list`:\n%s", want, name, listed)
 		}
-		servers = append(servers, pidsIn(t, podNetns(l, n, ns, name))...)
+		servers = append(servers, echoServersIn(t, podNetns(l, n, ns, name))...)
 	}
 	if len(servers) != 2 {
 		t.Errorf("processes in the pods' namespaces: %v, want one echo server each", servers)
 	}
-	bServers := pidsIn(t, podNetns(l, "n2", ns, "b"))
+	bServers := echoServersIn(t, podNetns(l, "n2", ns, "b"))
 	// The agent's own Pod is host-network: Running on its node's address.
 	n1, _ := l.Node("n1")
 	testnet.Eventually(t, 10*time.Second, "host-network pod weft-n1 Running on n1's address", func() error {
@@ -302,8 +302,11 @@ func leased(t *testing.T, n *lab.NodeState, ip netip.Addr) bool {
 	return false
 }
 
-// pidsIn lists the processes whose network namespace is the named one.
-func pidsIn(t *testing.T, nsName string) []int {
+// echoServersIn lists the netcheck servers whose network namespace is
+// the named one. (Other processes pass through a pod's namespace for a
+// moment: a Go program that enters it on its main thread shows it as its
+// own while it is there.)
+func echoServersIn(t *testing.T, nsName string) []int {
 	t.Helper()
 	var want syscall.Stat_t
 	if err := syscall.Stat(netns.Path(nsName), &want); err != nil {
@@ -317,7 +320,12 @@ func pidsIn(t *testing.T, nsName string) []int {
 			continue
 		}
 		var st syscall.Stat_t
-		if syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
+		if syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) != nil || st.Ino != want.Ino || st.Dev != want.Dev {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		argv := strings.Split(string(cmdline), "\x00")
+		if len(argv) > 1 && filepath.Base(argv[0]) == "netcheck" && argv[1] == "serve" {
 			pids = append(pids, pid)
 		}
 	}
