@@ -70,6 +70,19 @@ func parseTarget(s string) (target, error) {
 	return target{s, proto, addr}, nil
 }
 
+// parseTargets parses every HOST:PORT/tcp|udp argument.
+func parseTargets(args []string) ([]target, error) {
+	var targets []target
+	for _, a := range args {
+		tg, err := parseTarget(a)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, tg)
+	}
+	return targets, nil
+}
+
 // probeCmd tries every target at once, each bounded by the timeout, and
 // writes one line per target in the order given. A failed echo is an
 // answer, not an error: the caller reads the lines (one exec per source
@@ -84,13 +97,9 @@ func probeCmd(w io.Writer, args []string) error {
 	if fs.NArg() == 0 || *limit <= 0 {
 		return errors.New("usage: netcheck probe [--timeout 1s] HOST:PORT/tcp|udp...")
 	}
-	var targets []target
-	for _, a := range fs.Args() {
-		tg, err := parseTarget(a)
-		if err != nil {
-			return err
-		}
-		targets = append(targets, tg)
+	targets, err := parseTargets(fs.Args())
+	if err != nil {
+		return err
 	}
 	ok := make([]bool, len(targets))
 	var wg sync.WaitGroup
@@ -110,6 +119,6 @@ func probeCmd(w io.Writer, args []string) error {
 		}
 		fmt.Fprintf(&b, "%s %s\n", tg.text, verdict)
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err = io.WriteString(w, b.String())
 	return err
 }

@@ -89,13 +89,9 @@ func pollCmd(w io.Writer, args []string) error {
 	if fs.NArg() == 0 || *run <= 0 || *period <= 0 || *limit <= 0 {
 		return errors.New("usage: netcheck poll [--for 5s] [--every 20ms] [--timeout 200ms] TARGET...")
 	}
-	var targets []target
-	for _, a := range fs.Args() {
-		tg, err := parseTarget(a)
-		if err != nil {
-			return err
-		}
-		targets = append(targets, tg)
+	targets, err := parseTargets(fs.Args())
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	fmt.Fprintf(w, "started %d\n", start.UnixNano())

@@ -244,19 +244,26 @@ func uninstall(t *testing.T, l *lab.Lab, cs kubernetes.Interface) {
 	}
 }
 
-// weftLeftOn lists what Weft made that is still on node n.
-func weftLeftOn(t *testing.T, n *lab.NodeState) []string {
+// handleIn is a netlink handle on the named namespace.
+func handleIn(t *testing.T, nsName string) *netlink.Handle {
 	t.Helper()
-	var left []string
-	h, err := vnetns.GetFromName(n.Netns)
+	h, err := vnetns.GetFromName(nsName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	defer h.Close() // the handle keeps its own socket in the namespace
 	nl, err := netlink.NewHandleAt(h)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return nl
+}
+
+// weftLeftOn lists what Weft made that is still on node n.
+func weftLeftOn(t *testing.T, n *lab.NodeState) []string {
+	t.Helper()
+	var left []string
+	nl := handleIn(t, n.Netns)
 	defer nl.Close()
 	links, err := nl.LinkList()
 	if err != nil {
@@ -298,15 +305,7 @@ func weftLeftOn(t *testing.T, n *lab.NodeState) []string {
 // veths lists the veth interfaces in the named namespace: the node's
 // underlay link and each pod's host end.
 func veths(t *testing.T, nsName string) []string {
-	h, err := vnetns.GetFromName(nsName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nl := handleIn(t, nsName)
 	defer nl.Close()
 	links, err := nl.LinkList()
 	if err != nil {
