@@ -2,9 +2,10 @@
 // and the bridge family; see layout.go) and nothing else in nftables: it
 // masquerades pod traffic that leaves the cluster CIDR (pod-to-pod traffic
 // keeps its source address), accepts forwarding of pod traffic, accepts
-// VXLAN only from current peers carrying their own pods' addresses, and
-// lets a pod send only from its own MAC and IP. It never reads or changes
-// another table.
+// VXLAN only from current peers carrying untagged IPv4 from their own
+// pods' addresses, keeps pods from sending to any VXLAN port that is not
+// a pod's, and lets a pod send only from its own MAC and IP. It never
+// reads or changes another table.
 //
 // Ensure makes the tables' structure right; when it is not, each table is
 // replaced whole in one netlink batch (add table, delete table, add table

@@ -18,8 +18,9 @@ import (
 var cidr = netip.MustParsePrefix("10.244.0.0/16")
 
 // inetRules is how many rules the inet table holds: masquerade, two
-// forward, and the VXLAN guard's jump and four rules.
-const inetRules = 8
+// forward accepts, the overlay guard's drop in forward and in input, and
+// the VXLAN guard's jump and four rules.
+const inetRules = 10
 
 // tables lists the inet tables' names and Weft's rule count.
 func tables(t *testing.T, n *testnet.Node) (names_ []string, weftRules int) {

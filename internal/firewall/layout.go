@@ -12,9 +12,11 @@ import (
 
 // Weft's nftables objects. Two tables, both named names.NFTable:
 //
-//	inet weft     masquerade, forwarding of pod traffic, and the VXLAN
-//	              guard on input (only current peers, only with an inner
-//	              source inside the sending peer's subnet)
+//	inet weft     masquerade, forwarding of pod traffic, the VXLAN guard
+//	              on input (only current peers, only untagged IPv4 inner
+//	              frames, only with an inner source inside the sending
+//	              peer's subnet), and the overlay guard: no pod sends to a
+//	              VXLAN port outside the pods' addresses
 //	bridge weft   the pod guard on every frame that enters weft0 from a
 //	              pod's veth: only the pod's own MAC and IP (ARP included)
 //
@@ -42,13 +44,20 @@ const (
 const (
 	DropVXLANNotPeer     = "vxlan-not-a-peer"
 	DropVXLANInnerSource = "vxlan-inner-source"
-	DropSpoofedSource    = "spoofed-source"
-	DropSpoofedARP       = "spoofed-arp"
-	DropNotIPv4          = "pod-not-ipv4"
+	// DropVXLANInnerType: a peer's VXLAN frame whose inner EtherType the
+	// guard does not check (a VLAN tag, ARP, IPv6, a frame too short).
+	DropVXLANInnerType = "vxlan-inner-type"
+	// DropPodVXLAN: a pod's datagram to a VXLAN port of anything that is
+	// not a pod (a node, the underlay, the world).
+	DropPodVXLAN      = "pod-vxlan"
+	DropSpoofedSource = "spoofed-source"
+	DropSpoofedARP    = "spoofed-arp"
+	DropNotIPv4       = "pod-not-ipv4"
 )
 
 // DropReasons lists every drop reason, so that each exists from the start.
-var DropReasons = []string{DropVXLANNotPeer, DropVXLANInnerSource, DropSpoofedSource, DropSpoofedARP, DropNotIPv4}
+var DropReasons = []string{DropVXLANNotPeer, DropVXLANInnerSource, DropVXLANInnerType, DropPodVXLAN,
+	DropSpoofedSource, DropSpoofedARP, DropNotIPv4}
 
 var multicast = netip.MustParsePrefix("224.0.0.0/4")
 
@@ -92,6 +101,19 @@ var (
 )
 
 // inetLayout is the inet table for cidr.
+//
+// The overlay guard comes first in forward and input. A pod may send to a
+// VXLAN port of another pod (that is some application's traffic, and it
+// keeps the pod's address), but never to a VXLAN port of anything else:
+// toward another node's underlay address its datagram would be
+// masqueraded to this node's address and taken by that node's VTEP as
+// this node's overlay traffic, with an inner packet the pod wrote (any
+// source of this node's subnet, past every NetworkPolicy). Forward drops
+// it before postrouting masquerades it; input drops a pod's datagram to
+// this node's own VTEP (any of its addresses: the VXLAN socket listens on
+// all of them), so that no pod, of this node or another, ever reaches a
+// VTEP. Pods are told by their source address, inside the cluster CIDR:
+// VXLAN between nodes always comes from an underlay address.
 func inetLayout(cidr netip.Prefix) layout {
 	t := inetTable()
 	accept := nftables.ChainPolicyAccept
@@ -112,41 +134,63 @@ func inetLayout(cidr netip.Prefix) layout {
 			{Table: t, Chain: nat, UserData: tag("masquerade", cidr), Exprs: concat(
 				ipv4(), match(12, cidr, expr.CmpOpEq), match(16, cidr, expr.CmpOpNeq),
 				match(16, multicast, expr.CmpOpNeq), []expr.Any{&expr.Masq{}})},
+			{Table: t, Chain: fwd, UserData: dropTag(DropPodVXLAN), Exprs: concat(
+				ipv4(), match(12, cidr, expr.CmpOpEq), match(16, cidr, expr.CmpOpNeq), toVXLANPort(),
+				counted(expr.VerdictDrop))},
 			{Table: t, Chain: fwd, UserData: tag("forward-from-pods", cidr), Exprs: concat(
 				ipv4(), match(12, cidr, expr.CmpOpEq), verdict(expr.VerdictAccept))},
 			{Table: t, Chain: fwd, UserData: tag("forward-to-pods", cidr), Exprs: concat(
 				ipv4(), match(16, cidr, expr.CmpOpEq), verdict(expr.VerdictAccept))},
+			{Table: t, Chain: in, UserData: dropTag(DropPodVXLAN), Exprs: concat(
+				ipv4(), match(12, cidr, expr.CmpOpEq), toVXLANPort(), counted(expr.VerdictDrop))},
 			// Every VXLAN datagram addressed to this node, whatever its
 			// destination address: the socket listens on all of them.
-			{Table: t, Chain: in, UserData: tag("vxlan", cidr), Exprs: concat(ipv4(),
-				[]expr.Any{
-					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
-					&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(names.VXLANPort)},
-				}, jump(chainVXLAN))},
+			{Table: t, Chain: in, UserData: tag("vxlan", cidr), Exprs: concat(
+				ipv4(), toVXLANPort(), jump(chainVXLAN))},
 			{Table: t, Chain: vx, UserData: dropTag(DropVXLANNotPeer), Exprs: concat(
 				[]expr.Any{
 					&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
 					&expr.Lookup{SourceRegister: reg1, SetName: setPeers, SetID: peers.ID, Invert: true},
 				}, counted(expr.VerdictDrop))},
-			// A peer's frames that carry something else than IPv4 (none
-			// do: neighbours are static) cannot forge a pod address.
-			{Table: t, Chain: vx, UserData: tag("vxlan-not-ipv4", cidr), Exprs: []expr.Any{
-				&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: vxlanInner - 2, Len: 2},
-				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: be16(unix.ETH_P_IP)},
-				&expr.Verdict{Kind: expr.VerdictReturn},
-			}},
-			// The inner source must lie in the subnet of the peer that
-			// sent the datagram (outer source . inner source).
-			{Table: t, Chain: vx, UserData: tag("vxlan-peer-source", cidr), Exprs: []expr.Any{
-				&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-				&expr.Payload{DestRegister: regAfterIP, Base: expr.PayloadBaseTransportHeader, Offset: vxlanInner + 12, Len: 4},
-				&expr.Lookup{SourceRegister: reg1, SetName: setSources, SetID: sources.ID},
-				&expr.Verdict{Kind: expr.VerdictReturn},
-			}},
-			{Table: t, Chain: vx, UserData: dropTag(DropVXLANInnerSource), Exprs: counted(expr.VerdictDrop)},
+			// Only untagged IPv4 inner frames are let in, and only with
+			// an inner source in the subnet of the peer that sent the
+			// datagram (outer source . inner source). Each inner
+			// EtherType the guard takes has its own pair of rules (its
+			// sources, then its drop); every other frame is dropped: an
+			// 802.1Q tag (even VID 0, which the kernel strips and then
+			// delivers what it wraps), ARP (Weft's neighbours are
+			// static), IPv6, anything too short to read.
+			{Table: t, Chain: vx, UserData: tag("vxlan-ipv4-peer-source", cidr), Exprs: concat(
+				innerEtherType(unix.ETH_P_IP), []expr.Any{
+					&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+					&expr.Payload{DestRegister: regAfterIP, Base: expr.PayloadBaseTransportHeader, Offset: vxlanInner + 12, Len: 4},
+					&expr.Lookup{SourceRegister: reg1, SetName: setSources, SetID: sources.ID},
+					&expr.Verdict{Kind: expr.VerdictReturn},
+				})},
+			{Table: t, Chain: vx, UserData: dropTag(DropVXLANInnerSource), Exprs: concat(
+				innerEtherType(unix.ETH_P_IP), counted(expr.VerdictDrop))},
+			{Table: t, Chain: vx, UserData: dropTag(DropVXLANInnerType), Exprs: counted(expr.VerdictDrop)},
 		},
+	}
+}
+
+// toVXLANPort matches UDP to names.VXLANPort.
+func toVXLANPort() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(names.VXLANPort)},
+	}
+}
+
+// innerEtherType matches a VXLAN datagram whose inner Ethernet frame has
+// EtherType p right after its MACs: the frame's own type, not one behind
+// a VLAN tag.
+func innerEtherType(p uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: vxlanInner - 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(p)},
 	}
 }
 

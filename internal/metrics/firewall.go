@@ -22,7 +22,7 @@ type firewallDrops struct {
 func newFirewallDrops() *firewallDrops {
 	d := &firewallDrops{
 		desc: prometheus.NewDesc("weft_firewall_dropped_packets_total",
-			"Packets Weft's nftables guards dropped, by reason: VXLAN from a host that is no peer (vxlan-not-a-peer) or carrying a source outside the sending peer's subnet (vxlan-inner-source); from a pod, IPv4 or ARP not from its own address and MAC (spoofed-source, spoofed-arp), or neither IPv4 nor ARP (pod-not-ipv4).",
+			"Packets Weft's nftables guards dropped, by reason: VXLAN from a host that is no peer (vxlan-not-a-peer), carrying anything but an untagged IPv4 frame (vxlan-inner-type) or a source outside the sending peer's subnet (vxlan-inner-source); from a pod, a datagram to a VXLAN port of anything but a pod (pod-vxlan), IPv4 or ARP not from its own address and MAC (spoofed-source, spoofed-arp), or neither IPv4 nor ARP (pod-not-ipv4).",
 			[]string{"reason"}, nil),
 		n: map[string]uint64{},
 	}
