@@ -24,7 +24,7 @@ import (
 // already right alone, so a restarted agent disturbs no pod.
 func (a *Agent) setup(l store.Lease, ip netip.Addr) (*datapath.Datapath, cluster.Node, error) {
 	dp, err := datapath.New(datapath.Config{Node: a.cfg.NodeName, Backend: a.cfg.Backend, Subnet: l.Subnet, UnderlayIP: ip,
-		ClusterCIDR: a.cfg.ClusterCIDR, Protected: a.cfg.Protected})
+		ClusterCIDR: a.cfg.ClusterCIDR, Protected: a.cfg.Protected, ProcSysNet: a.cfg.ProcSysNet})
 	if err != nil {
 		return nil, cluster.Node{}, err
 	}

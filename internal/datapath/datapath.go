@@ -64,6 +64,9 @@ type Config struct {
 	// node's own addresses and connected networks, which the datapath
 	// reads from the kernel: the datastore's addresses, typically.
 	Protected []netip.Prefix
+	// ProcSysNet is where the node's net sysctls are written (empty:
+	// /proc/sys/net), as the agent's --proc-sys-net.
+	ProcSysNet string
 }
 
 // Datapath programs one node's routes, neighbours and FDB entries.

@@ -84,6 +84,11 @@ func (d *Datapath) ensureDevice() (netlink.Link, error) {
 			return nil, fmt.Errorf("look up %s after creating it: %w", names.VXLANDevice, err)
 		}
 	}
+	// Before the device comes up: a device that is up with IPv6 on has
+	// a link-local address at once (see vtep6.go).
+	if err := d.ensureNoIPv6(link); err != nil {
+		return nil, err
+	}
 	if link.Attrs().MTU != mtu {
 		if err := d.h.LinkSetMTU(link, mtu); err != nil {
 			return nil, fmt.Errorf("set MTU %d on %s: %w", mtu, names.VXLANDevice, err)
@@ -236,5 +241,32 @@ func (d *Datapath) deviceDrift(vx netlink.Link) (Drift, error) {
 	if vx.Attrs().Flags&net.FlagUp == 0 {
 		wrong(names.VXLANDevice, "down", "up")
 	}
+	if err := d.ipv6Drift(vx, wrong); err != nil {
+		return drift, err
+	}
 	return drift, nil
+}
+
+// ipv6Drift reports IPv6 on the VXLAN device vx: an address of any kind,
+// or a setting that lets the kernel make one or heed a router.
+func (d *Datapath) ipv6Drift(vx netlink.Link, wrong func(key, have, want string)) error {
+	s, err := readInet6(vx)
+	if err != nil {
+		return err
+	}
+	if ok, on := s.off(); !ok {
+		wrong(names.VXLANDevice+" IPv6", "on: "+on, "off: addrgenmode none, accept_ra 0, autoconf 0, disable_ipv6 1")
+	}
+	addrs, err := d.h.AddrList(vx, netlink.FAMILY_V6)
+	if err != nil {
+		return fmt.Errorf("list IPv6 addresses of %s: %w", names.VXLANDevice, err)
+	}
+	if len(addrs) > 0 {
+		held := make([]string, 0, len(addrs))
+		for _, a := range addrs {
+			held = append(held, a.IPNet.String())
+		}
+		wrong(names.VXLANDevice+" IPv6 address", fmt.Sprint(held), "none")
+	}
+	return nil
 }
