@@ -5,6 +5,9 @@ BIN     := $(CURDIR)/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/weftnet/weft/internal/version.Version=$(VERSION)
 export CGO_ENABLED = 0
+# The portmap plugin Weft ships as weft-portmap: containernetworking's, at
+# the version go.mod pins (a tool of the module), stamped with it.
+PORTMAP := github.com/containernetworking/plugins
 
 .PHONY: all build deps lab test bench vet clean kube
 
@@ -13,6 +16,8 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft ./cmd/weft
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-cni ./cmd/weft-cni
+	$(GO) build -trimpath -ldflags "-s -w -X $(PORTMAP)/pkg/utils/buildversion.BuildVersion=$$($(GO) list -m -f '{{.Version}}' $(PORTMAP))" \
+		-o $(BIN)/weft-portmap $(PORTMAP)/plugins/meta/portmap
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-lab ./cmd/weft-lab
 	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/weft-pause ./cmd/weft-pause
 	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/netcheck ./cmd/netcheck

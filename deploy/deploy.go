@@ -9,3 +9,9 @@ import _ "embed"
 //
 //go:embed weft.yaml
 var Manifest []byte
+
+// Dockerfile is deploy/Dockerfile, which says what Weft's image holds (the
+// lab writes the same image without an engine).
+//
+//go:embed Dockerfile
+var Dockerfile []byte

@@ -41,7 +41,7 @@ func runAgent(args []string) error {
 	dataDir := fs.String("data-dir", names.DataDir, "node state and IPAM data")
 	runDir := fs.String("run-dir", names.RunDir, "sockets")
 	confDir := fs.String("cni-conf-dir", names.CNIConfDir, "where the CNI config is written")
-	binDir := fs.String("cni-bin-dir", names.CNIBinDir, "the CNI plugins' directory (portmap is chained when present)")
+	binDir := fs.String("cni-bin-dir", names.CNIBinDir, "the CNI plugins' directory (weft-portmap, else portmap, is chained when present)")
 	netpolOn := fs.Bool("network-policy", true, "enforce Kubernetes NetworkPolicy on this node's pods (with --datastore kubernetes)")
 	dropLog := policyctl.DefaultDropLog
 	fs.Func("policy-log-rate", fmt.Sprintf("packets a second each NetworkPolicy verdict chain logs of those it drops, naming the pods and policies (0: count drops, log none; default %d)", dropLog.Rate), func(v string) error {

@@ -36,3 +36,30 @@ func TestAgentBinaryLinksNoHeavyPackages(t *testing.T) {
 		}
 	}
 }
+
+// weft-portmap is containernetworking's portmap, built from its own
+// package into its own binary: neither the agent nor weft-cni links any
+// of its code or of the firewall libraries it drives (iptables and nft
+// through their commands), so that shipping it changes neither of them.
+func TestWeftAndPluginLinkNoPortmapCode(t *testing.T) {
+	portmap := []string{
+		"github.com/containernetworking/plugins/plugins/",
+		"github.com/containernetworking/plugins/pkg/utils",
+		"github.com/coreos/go-iptables/",
+		"sigs.k8s.io/knftables",
+		"github.com/mattn/go-shellwords",
+	}
+	for _, cmd := range []string{"github.com/weftnet/weft/cmd/weft", "github.com/weftnet/weft/cmd/weft-cni"} {
+		out, err := exec.Command("go", "list", "-deps", cmd).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", cmd, err, out)
+		}
+		for _, p := range strings.Fields(string(out)) {
+			for _, prefix := range portmap {
+				if strings.HasPrefix(p, prefix) {
+					t.Errorf("%s links %s, portmap's code: it belongs in weft-portmap alone", cmd, p)
+				}
+			}
+		}
+	}
+}

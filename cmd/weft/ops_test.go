@@ -200,7 +200,7 @@ func TestUninstallCommand(t *testing.T) {
 	}
 	root := t.TempDir()
 	conf, bin, data, run := filepath.Join(root, "conf"), filepath.Join(root, "bin"), filepath.Join(root, "data"), serveAgent(t)
-	for _, f := range []string{filepath.Join(conf, names.ConfListName), filepath.Join(bin, names.PluginType), filepath.Join(data, "node.json")} {
+	for _, f := range []string{filepath.Join(conf, names.ConfListName), filepath.Join(bin, names.PluginType), filepath.Join(bin, names.PortmapType), filepath.Join(bin, "portmap"), filepath.Join(data, "node.json")} {
 		os.MkdirAll(filepath.Dir(f), 0o755)
 		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
@@ -234,10 +234,13 @@ func TestUninstallCommand(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for _, gone := range []string{filepath.Join(conf, names.ConfListName), filepath.Join(bin, names.PluginType), data, run} {
+	for _, gone := range []string{filepath.Join(conf, names.ConfListName), filepath.Join(bin, names.PluginType), filepath.Join(bin, names.PortmapType), data, run} {
 		if _, err := os.Stat(gone); !os.IsNotExist(err) {
 			t.Errorf("%s left: %v", gone, err)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(bin, "portmap")); err != nil {
+		t.Errorf("the node's portmap was removed: %v", err)
 	}
 }
 

@@ -118,8 +118,7 @@ func (a *Agent) ensureNode(dp *datapath.Datapath, l store.Lease) error {
 		return fmt.Errorf("create run dir: %w", err)
 	}
 	changed, err = cniconf.Write(a.cfg.Dirs.CNIConf, cniconf.Config{Bridge: names.Bridge, DataDir: a.cfg.Dirs.Data,
-		RunDir: a.cfg.Dirs.Run, Portmap: cniconf.HasPlugin(a.cfg.Dirs.CNIBin, "portmap"),
-		PortmapVersions: cniconf.PluginVersions(a.cfg.Dirs.CNIBin, "portmap")})
+		RunDir: a.cfg.Dirs.Run, Portmap: cniconf.FindPortmap(a.cfg.Dirs.CNIBin)})
 	if err != nil {
 		return err
 	}

@@ -29,14 +29,36 @@ type Config struct {
 	Bridge  string // the node bridge, names.Bridge
 	DataDir string // where the plugin finds the node state and its IPAM data
 	RunDir  string // the agent's run dir, holding the events socket
-	// Portmap chains the reference portmap plugin (hostPort support); set
-	// it only when the plugin is installed (see HasPlugin).
-	Portmap bool
-	// PortmapVersions are the CNI versions the installed portmap speaks
-	// (PluginVersions). Unknown, the conflist offers none newer than
-	// 1.0.0 while portmap is chained: a runtime picking a version portmap
-	// lacks would fail every pod.
-	PortmapVersions []string
+	// Portmap is the portmap plugin chained after weft-cni (hostPort
+	// support), nil for none; FindPortmap picks it from the bin dir.
+	Portmap *Portmap
+}
+
+// Portmap is a portmap plugin in the CNI bin dir.
+type Portmap struct {
+	// Type is its binary's name, which the conflist names.
+	Type string
+	// Versions are the CNI versions it speaks (PluginVersions). Unknown,
+	// the conflist offers none newer than 1.0.0: a runtime picking a
+	// version portmap lacks would fail every pod.
+	Versions []string
+}
+
+// portmapTypes are the portmaps FindPortmap looks for, in order: Weft's
+// own, which install-cni ships and which speaks CNI 1.1.0, then the
+// reference name, for nodes where Weft was installed without its image
+// (the node's portmap is chained as it is, never replaced).
+var portmapTypes = []string{names.PortmapType, "portmap"}
+
+// FindPortmap returns the portmap to chain from binDir, with the CNI
+// versions it speaks, or nil when binDir holds none.
+func FindPortmap(binDir string) *Portmap {
+	for _, t := range portmapTypes {
+		if HasPlugin(binDir, t) {
+			return &Portmap{Type: t, Versions: PluginVersions(binDir, t)}
+		}
+	}
+	return nil
 }
 
 // Versions are the CNI spec versions the conflist offers, oldest first.
@@ -51,16 +73,16 @@ const legacyVersion = "1.0.0"
 
 // offered is Versions, less those a chained portmap does not speak.
 func offered(c Config) []string {
-	if !c.Portmap {
+	if c.Portmap == nil {
 		return Versions
 	}
 	speaks := map[string]bool{}
-	for _, v := range c.PortmapVersions {
+	for _, v := range c.Portmap.Versions {
 		speaks[v] = true
 	}
 	var out []string
 	for _, v := range Versions {
-		if speaks[v] || (len(c.PortmapVersions) == 0 && v <= legacyVersion) {
+		if speaks[v] || (len(c.Portmap.Versions) == 0 && v <= legacyVersion) {
 			out = append(out, v)
 		}
 	}
@@ -95,8 +117,8 @@ func Render(c Config) ([]byte, error) {
 	l := confList{CNIVersion: legacyVersion, CNIVersions: offered(c), Name: names.NetworkName, Plugins: []any{
 		weftPlugin{Type: names.PluginType, Bridge: c.Bridge, DataDir: c.DataDir, EventsSocket: filepath.Join(c.RunDir, EventsSocket)},
 	}}
-	if c.Portmap {
-		l.Plugins = append(l.Plugins, portmapPlugin{Type: "portmap", Capabilities: map[string]bool{"portMappings": true}, SNAT: true})
+	if c.Portmap != nil {
+		l.Plugins = append(l.Plugins, portmapPlugin{Type: c.Portmap.Type, Capabilities: map[string]bool{"portMappings": true}, SNAT: true})
 	}
 	b, err := json.MarshalIndent(l, "", "  ")
 	if err != nil {
@@ -129,10 +151,20 @@ func Remove(confDir string) ([]string, error) {
 	return removeFile(confDir, names.ConfListName)
 }
 
-// RemovePlugin deletes Weft's plugin binary from binDir and returns what
-// it removed; a missing one is not an error. Other plugins stay.
-func RemovePlugin(binDir string) ([]string, error) {
-	return removeFile(binDir, names.PluginType)
+// RemovePlugins deletes the plugin binaries Weft installs (weft-cni and
+// weft-portmap) from binDir and returns what it removed; a missing one is
+// not an error. Other plugins, a portmap of the node's among them, stay.
+func RemovePlugins(binDir string) ([]string, error) {
+	var removed []string
+	var errs []error
+	for _, name := range []string{names.PluginType, names.PortmapType} {
+		r, err := removeFile(binDir, name)
+		removed = append(removed, r...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return removed, errors.Join(errs...)
 }
 
 func removeFile(dir, name string) ([]string, error) {
@@ -159,7 +191,8 @@ func HasPlugin(binDir, name string) bool {
 // speaks (CNI_COMMAND=VERSION), as a runtime would; nil when it cannot
 // say. The agent asks at every resync and repair: the answer is kept for
 // as long as the binary's size and modification time stay the same, so
-// the plugin runs again only when it was replaced.
+// the plugin runs again only when it was replaced. One answer is kept:
+// the agent asks about one plugin, the portmap it chains.
 func PluginVersions(binDir, name string) []string {
 	path := filepath.Join(binDir, name)
 	fi, err := os.Stat(path)
@@ -175,7 +208,7 @@ func PluginVersions(binDir, name string) []string {
 	}
 	v = askVersions(binDir, name)
 	versionMu.Lock()
-	versionCache = map[versionKey][]string{key: v} // one plugin is asked: keep one answer
+	versionCache = map[versionKey][]string{key: v}
 	versionMu.Unlock()
 	return v
 }

@@ -4,16 +4,19 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/weftnet/weft/internal/cniconf"
+	"github.com/weftnet/weft/internal/testbin"
 )
 
 func TestConfListIsValidCNIAndWrittenOnlyOnChange(t *testing.T) {
 	dir := t.TempDir()
-	c := cniconf.Config{Bridge: "weft0", DataDir: "/var/lib/weft", RunDir: "/run/weft", Portmap: true}
+	c := cniconf.Config{Bridge: "weft0", DataDir: "/var/lib/weft", RunDir: "/run/weft", Portmap: &cniconf.Portmap{Type: "weft-portmap"}}
 	changed, err := cniconf.Write(dir, c)
 	if err != nil || !changed {
 		t.Fatalf("first Write = %v, %v", changed, err)
@@ -23,7 +26,7 @@ func TestConfListIsValidCNIAndWrittenOnlyOnChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Name != "weft" || l.CNIVersion != "1.0.0" || len(l.Plugins) != 2 || l.Plugins[0].Network.Type != "weft-cni" || l.Plugins[1].Network.Type != "portmap" {
+	if l.Name != "weft" || l.CNIVersion != "1.0.0" || len(l.Plugins) != 2 || l.Plugins[0].Network.Type != "weft-cni" || l.Plugins[1].Network.Type != "weft-portmap" {
 		t.Fatalf("loaded %+v", l)
 	}
 	var weft map[string]any
@@ -48,7 +51,7 @@ func TestConfListIsValidCNIAndWrittenOnlyOnChange(t *testing.T) {
 		t.Fatal("the unchanged conflist was replaced")
 	}
 
-	c.Portmap = false
+	c.Portmap = nil
 	if changed, err := cniconf.Write(dir, c); err != nil || !changed {
 		t.Fatalf("Write without portmap = %v, %v", changed, err)
 	}
@@ -128,7 +131,8 @@ func TestConfListOffersOnlyWhatPortmapSpeaks(t *testing.T) {
 		{[]string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"}, "1.1.0"},
 	} {
 		dir := t.TempDir()
-		if _, err := cniconf.Write(dir, cniconf.Config{Bridge: "weft0", DataDir: "/var/lib/weft", RunDir: "/run/weft", Portmap: true, PortmapVersions: c.versions}); err != nil {
+		pm := &cniconf.Portmap{Type: "portmap", Versions: c.versions}
+		if _, err := cniconf.Write(dir, cniconf.Config{Bridge: "weft0", DataDir: "/var/lib/weft", RunDir: "/run/weft", Portmap: pm}); err != nil {
 			t.Fatal(err)
 		}
 		l, err := libcni.ConfListFromFile(cniconf.Path(dir))
@@ -150,5 +154,66 @@ func TestPluginVersionsOfTheReferencePortmap(t *testing.T) {
 	}
 	if got := cniconf.PluginVersions(t.TempDir(), "portmap"); got != nil {
 		t.Fatalf("a missing plugin reported %v", got)
+	}
+}
+
+// FindPortmap chains Weft's own portmap when install-cni put it there,
+// else the node's, else none; the node's is never renamed or replaced.
+func TestFindPortmapPrefersWeftsOwn(t *testing.T) {
+	dir := t.TempDir()
+	if pm := cniconf.FindPortmap(dir); pm != nil {
+		t.Fatalf("an empty bin dir gave %+v", pm)
+	}
+	script := func(name, versions string) {
+		b := "#!/bin/sh\necho '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[" + versions + "]}'\n"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(b), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script("portmap", `"0.4.0","1.0.0"`)
+	if pm := cniconf.FindPortmap(dir); pm == nil || pm.Type != "portmap" || strings.Join(pm.Versions, ",") != "0.4.0,1.0.0" {
+		t.Fatalf("with the node's portmap only: %+v", pm)
+	}
+	script("weft-portmap", `"1.0.0","1.1.0"`)
+	if pm := cniconf.FindPortmap(dir); pm == nil || pm.Type != "weft-portmap" || strings.Join(pm.Versions, ",") != "1.0.0,1.1.0" {
+		t.Fatalf("with weft-portmap beside the node's portmap: %+v", pm)
+	}
+}
+
+// With the portmap Weft ships (the real binary `make build` makes) beside
+// a node's older one, the conflist chains Weft's and offers 1.1.0: a
+// runtime whose libcni knows CNI 1.1 picks it, and sends GC and STATUS.
+func TestConfListWithTheShippedPortmapOffers110(t *testing.T) {
+	shipped, err := testbin.Path("weft-portmap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	b, err := os.ReadFile(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "weft-portmap"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A node's portmap that speaks up to 1.0.0, as Debian's does.
+	old := "#!/bin/sh\necho '{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}'\n"
+	if err := os.WriteFile(filepath.Join(bin, "portmap"), []byte(old), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pm := cniconf.FindPortmap(bin)
+	if pm == nil || pm.Type != "weft-portmap" || !slices.Contains(pm.Versions, "1.1.0") {
+		t.Fatalf("FindPortmap = %+v, want weft-portmap speaking 1.1.0", pm)
+	}
+	conf := t.TempDir()
+	if _, err := cniconf.Write(conf, cniconf.Config{Bridge: "weft0", DataDir: "/var/lib/weft", RunDir: "/run/weft", Portmap: pm}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := libcni.ConfListFromFile(cniconf.Path(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.CNIVersion != "1.1.0" || len(l.Plugins) != 2 || l.Plugins[1].Network.Type != "weft-portmap" {
+		t.Fatalf("libcni loaded version %s, plugins %d: %s", l.CNIVersion, len(l.Plugins), l.Bytes)
 	}
 }

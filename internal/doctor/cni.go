@@ -8,45 +8,74 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/weftnet/weft/internal/agentapi"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/nodestate"
 )
 
-// statusVersion is the first CNI spec with STATUS. Weft's conflist says
-// an older version for the runtimes of today, and libcni skips STATUS for
-// those, so doctor asks the plugin in this version directly.
+// statusVersion is the first CNI spec with GC and STATUS.
 const statusVersion = "1.1.0"
 
-// checkCNI runs weft-cni's STATUS through libcni, with the network config
-// the agent wrote, the way a CNI 1.1 runtime asks whether pods can start.
+// checkCNI asks the CNI chain whether pods can start, the way a CNI 1.1
+// runtime does: STATUS through libcni, with the network config the agent
+// wrote. When the conflist offers 1.1.0 the runtime sends STATUS through
+// every plugin in it, and so does doctor, which then also finds a chained
+// plugin missing from the bin dir. When a chained plugin held the
+// conflist below 1.1.0 the runtime sends neither GC nor STATUS: doctor
+// asks weft-cni alone and warns.
 func checkCNI(ctx context.Context, o Options) Finding {
 	f := Finding{Check: "CNI STATUS", Result: Fail}
 	path := filepath.Join(o.ConfDir, names.ConfListName)
-	list, err := weftOnly(path)
+	full, err := libcni.ConfListFromFile(path)
 	if err != nil {
-		f.Detail = err.Error()
+		f.Detail = fmt.Sprintf("CNI config: %v", err)
 		f.Fix = "the agent writes the CNI config once it holds a subnet: see `weft status` (and --cni-conf-dir if the runtime reads another directory)"
 		return f
 	}
+	list, chain := full, chainOf(full)
+	offersStatus, _ := version.GreaterThanOrEqualTo(full.CNIVersion, statusVersion)
+	if !offersStatus {
+		if list, err = weftOnly(path); err != nil {
+			f.Detail = err.Error()
+			return f
+		}
+	}
 	c := libcni.NewCNIConfig([]string{o.BinDir}, nil)
 	if err := c.GetStatusNetworkList(ctx, list); err != nil {
-		f.Detail = fmt.Sprintf("%s in %s answers STATUS: %s", names.PluginType, o.BinDir, cniError(err))
-		f.Fix = fmt.Sprintf("the runtime will not start pods with this network: if the plugin is missing, the agent installs it into %s; if it cannot allocate, see the IPAM findings and `weft status`", o.BinDir)
+		f.Detail = fmt.Sprintf("STATUS through %s in %s: %s", chainOf(list), o.BinDir, cniError(err))
+		f.Fix = fmt.Sprintf("the runtime will not start pods with this network: a missing plugin is installed into %s by `weft install-cni` (the DaemonSet's init container: restart the node's weft pod); if %s cannot allocate, see the IPAM findings and `weft status`", o.BinDir, names.PluginType)
+		return f
+	}
+	if !offersStatus {
+		f.Result = Warn
+		f.Detail = fmt.Sprintf("%s reports ready, but %s (%s) offers CNI up to %s only: the runtime sends no GC (it never releases leaked addresses itself) and no STATUS",
+			names.PluginType, names.ConfListName, chain, full.CNIVersion)
+		f.Fix = fmt.Sprintf("a chained plugin that speaks no newer CNI holds it there: install %s beside %s in %s (`weft install-cni` from Weft's image does; the agent then chains it and offers %s)", names.PortmapType, names.PluginType, o.BinDir, statusVersion)
 		return f
 	}
 	f.Result = OK
-	f.Detail = fmt.Sprintf("%s (%s in %s) reports ready: an ADD could allocate now", names.PluginType, names.ConfListName, o.ConfDir)
+	f.Detail = fmt.Sprintf("%s (%s in %s, CNI %s) reports ready: an ADD could allocate now", chain, names.ConfListName, o.ConfDir, full.CNIVersion)
 	return f
 }
 
+// chainOf names the plugins of l, in order.
+func chainOf(l *libcni.NetworkConfigList) string {
+	var ts []string
+	for _, p := range l.Plugins {
+		ts = append(ts, p.Network.Type)
+	}
+	return strings.Join(ts, " → ")
+}
+
 // weftOnly loads the conflist and keeps Weft's own plugin, in the STATUS
-// version: chained plugins (portmap) answer for themselves in their own
-// versions.
+// version, which weft-cni speaks whatever a chained plugin held the
+// conflist to.
 func weftOnly(path string) (*libcni.NetworkConfigList, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

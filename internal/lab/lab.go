@@ -288,8 +288,9 @@ func (l *Lab) buildBase(ctx context.Context) error {
 	return nil
 }
 
-// installBins fills the lab's CNI bin directory: weft-cni and the
-// reference plugins a conflist may chain, as symlinks.
+// installBins fills the lab's CNI bin directory: weft-cni, the
+// weft-portmap built beside it (as install-cni installs both on a node),
+// and the reference plugins a conflist may chain, as symlinks.
 func installBins(binDir string, cfg Config) (string, error) {
 	weft, err := filepath.Abs(cfg.WeftBin)
 	if err != nil {
@@ -302,6 +303,11 @@ func installBins(binDir string, cfg Config) (string, error) {
 	if err := os.Symlink(cni, filepath.Join(binDir, "weft-cni")); err != nil {
 		return "", fmt.Errorf("install weft-cni: %w", err)
 	}
+	if pm := filepath.Join(filepath.Dir(cni), "weft-portmap"); isFile(pm) {
+		if err := os.Symlink(pm, filepath.Join(binDir, "weft-portmap")); err != nil {
+			return "", fmt.Errorf("install weft-portmap: %w", err)
+		}
+	}
 	refs, err := os.ReadDir(cfg.RefPluginDir)
 	if err != nil {
 		return "", fmt.Errorf("reference CNI plugins in %s: %w (install Debian's containernetworking-plugins)", cfg.RefPluginDir, err)
@@ -312,6 +318,11 @@ func installBins(binDir string, cfg Config) (string, error) {
 		}
 	}
 	return weft, nil
+}
+
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // NewNode adds a node namespace wired to segment seg (0: alternate

@@ -37,12 +37,13 @@ type Spec struct {
 }
 
 // Specs are the lab's images made from the binaries in binDir (weft,
-// weft-cni, weft-pause, netcheck, as `make build` leaves them), weftRef
-// naming Weft's image.
+// weft-cni, weft-portmap, weft-pause, netcheck, as `make build` leaves
+// them), weftRef naming Weft's image, which holds what deploy/Dockerfile
+// copies.
 func Specs(binDir, weftRef string) []Spec {
 	b := func(n string) string { return filepath.Join(binDir, n) }
 	return []Spec{
-		{Ref: weftRef, Binaries: []string{b("weft"), b("weft-cni")}, Entrypoint: []string{"/weft"}},
+		{Ref: weftRef, Binaries: []string{b("weft"), b("weft-cni"), b("weft-portmap")}, Entrypoint: []string{"/weft"}},
 		{Ref: PauseImage, Binaries: []string{b("weft-pause")}, Entrypoint: []string{"/weft-pause"}},
 		{Ref: NetcheckImage, Binaries: []string{b("netcheck")}, Entrypoint: []string{"/netcheck"}},
 	}

@@ -5,12 +5,35 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/weftnet/weft/deploy"
 )
+
+// The lab's Weft image holds the binaries deploy/Dockerfile copies, so
+// that the kubelet lab installs what a release image would.
+func TestWeftImageHoldsWhatTheDockerfileCopies(t *testing.T) {
+	var copied []string
+	for _, line := range strings.Split(string(deploy.Dockerfile), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "COPY" {
+			for _, src := range f[1 : len(f)-1] {
+				copied = append(copied, filepath.Base(src))
+			}
+		}
+	}
+	var inImage []string
+	for _, b := range Specs("/bin", "weftnet/weft:test")[0].Binaries {
+		inImage = append(inImage, filepath.Base(b))
+	}
+	if len(copied) == 0 || !slices.Equal(copied, inImage) {
+		t.Errorf("deploy/Dockerfile copies %v, the lab's image holds %v", copied, inImage)
+	}
+}
 
 func TestWeftImageIsTheManifests(t *testing.T) {
 	ref, err := WeftImage()

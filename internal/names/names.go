@@ -22,6 +22,11 @@ const (
 	NetworkName = "weft"
 	// PluginType is the CNI plugin binary's name.
 	PluginType = "weft-cni"
+	// PortmapType is the portmap plugin Weft ships, chained after
+	// weft-cni for hostPort: containernetworking's, under a name of
+	// Weft's so that installing it never replaces a portmap that the OS
+	// or another network owns.
+	PortmapType = "weft-portmap"
 
 	DataDir    = "/var/lib/weft"
 	RunDir     = "/run/weft"

@@ -18,8 +18,8 @@ var (
 	errBld error
 )
 
-// Dir returns a directory holding weft, weft-cni and weft-lab (and the
-// lab's image binaries weft-pause and netcheck).
+// Dir returns a directory holding weft, weft-cni, weft-portmap and
+// weft-lab (and the lab's image binaries weft-pause and netcheck).
 func Dir() (string, error) {
 	once.Do(func() {
 		if d := os.Getenv("WEFT_BIN_DIR"); d != "" {
@@ -36,8 +36,8 @@ func Dir() (string, error) {
 			errBld = err
 			return
 		}
-		for _, c := range []string{"weft", "weft-cni", "weft-lab", "weft-pause", "netcheck"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(d, c), "./cmd/"+c)
+		for _, c := range []string{"weft", "weft-cni", "weft-portmap", "weft-lab", "weft-pause", "netcheck"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(d, c), pkg(c))
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -57,6 +57,15 @@ func Path(name string) (string, error) {
 		return "", err
 	}
 	return filepath.Join(d, name), nil
+}
+
+// pkg is the package `make build` builds binary c from: weft-portmap is
+// containernetworking's portmap, a tool of Weft's module.
+func pkg(c string) string {
+	if c == "weft-portmap" {
+		return "github.com/containernetworking/plugins/plugins/meta/portmap"
+	}
+	return "./cmd/" + c
 }
 
 func moduleRoot() (string, error) {

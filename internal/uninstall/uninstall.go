@@ -2,7 +2,8 @@
 // host-side veths and the pod bridge, the VXLAN device (its neighbours and
 // FDB entries go with it), every route carrying Weft's route protocol in
 // every table, the nftables tables (masquerade and NetworkPolicy), the CNI
-// network config and plugin binary, and the data and run directories. The
+// network config and the plugin binaries install-cni installs (weft-cni,
+// weft-portmap), and the data and run directories. The
 // removal itself belongs to the packages that make each thing (bridge,
 // datapath, firewall, netpolnft, cniconf), whose Remove functions `weft
 // agent --cleanup` calls too; this package picks which to call and guards
@@ -36,7 +37,7 @@ func Run(dirs names.Dirs) (removed []string, err error) {
 		datapath.Remove,
 		func() ([]string, error) { return bridge.RemovePorts(names.Bridge, names.VethPrefix) },
 		func() ([]string, error) { return bridge.Remove(names.Bridge) },
-		func() ([]string, error) { return cniconf.RemovePlugin(dirs.CNIBin) },
+		func() ([]string, error) { return cniconf.RemovePlugins(dirs.CNIBin) },
 		func() ([]string, error) { return removeDir(dirs.Data, dirs) },
 		func() ([]string, error) { return removeDir(dirs.Run, dirs) },
 	} {

@@ -104,6 +104,8 @@ func node(t *testing.T) (ns.NetNS, names.Dirs) {
 		filepath.Join(o.CNIConf, names.ConfListName): "{}",
 		filepath.Join(o.CNIConf, "99-loopback.conf"): "{}",
 		filepath.Join(o.CNIBin, names.PluginType):    "binary",
+		filepath.Join(o.CNIBin, names.PortmapType):   "binary",
+		filepath.Join(o.CNIBin, "portmap"):           "binary",
 		filepath.Join(o.CNIBin, "bridge"):            "binary",
 		filepath.Join(o.Data, "node.json"):           "{}",
 		filepath.Join(o.Data, "ipam", "10.244.3.2"):  "c1",
@@ -203,12 +205,14 @@ func TestUninstallRemovesEveryTraceAndOnlyWefts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, gone := range []string{filepath.Join(o.CNIConf, names.ConfListName), filepath.Join(o.CNIBin, names.PluginType), o.Data, o.Run} {
+	for _, gone := range []string{filepath.Join(o.CNIConf, names.ConfListName), filepath.Join(o.CNIBin, names.PluginType), filepath.Join(o.CNIBin, names.PortmapType), o.Data, o.Run} {
 		if _, err := os.Lstat(gone); !os.IsNotExist(err) {
 			t.Errorf("%s still there (%v)", gone, err)
 		}
 	}
-	for _, kept := range []string{filepath.Join(o.CNIConf, "99-loopback.conf"), filepath.Join(o.CNIBin, "bridge")} {
+	// The node's own portmap is not Weft's, even though Weft chained it
+	// when it had none of its own.
+	for _, kept := range []string{filepath.Join(o.CNIConf, "99-loopback.conf"), filepath.Join(o.CNIBin, "bridge"), filepath.Join(o.CNIBin, "portmap")} {
 		if _, err := os.Stat(kept); err != nil {
 			t.Errorf("%s of another network was removed: %v", kept, err)
 		}

@@ -97,6 +97,8 @@ func TestWeftFromItsManifestOnKubeletNodes(t *testing.T) {
 		t.Errorf("weft lab kubectl get nodes: %v\n%s", err, out)
 	}
 
+	// The nodes have the OS's portmap, which speaks CNI up to 1.0.0.
+	nodePortmap := seedNodePortmaps(t, l)
 	applied := time.Now()
 	if out, err := kubectl(t, l, "apply", "-f", manifest(t)); err != nil {
 		t.Fatalf("kubectl apply -f deploy/weft.yaml: %v\n%s", err, out)
@@ -116,6 +118,7 @@ func TestWeftFromItsManifestOnKubeletNodes(t *testing.T) {
 		return nil
 	})
 	t.Logf("apply → all nodes Ready and weft pods Ready: %s", time.Since(applied).Round(time.Millisecond))
+	t.Run("chain offers CNI 1.1.0", func(t *testing.T) { chainOffers110(t, l, nodePortmap) })
 
 	// The node's own veths (its underlay link) before any pod.
 	baseline := map[string]string{}
@@ -185,7 +188,8 @@ func TestWeftFromItsManifestOnKubeletNodes(t *testing.T) {
 // deploy/weft.yaml`, then `weft uninstall` on each node from Weft's image
 // through `kubectl debug node/NODE --profile=sysadmin`. The nodes must then
 // hold nothing of Weft's: no bridge, VXLAN device, route of Weft's
-// protocol, nftables table, CNI config, plugin or directory.
+// protocol, nftables table, CNI config, plugin or directory; the node's
+// own portmap stays.
 func uninstall(t *testing.T, l *lab.Lab, cs kubernetes.Interface) {
 	t.Helper()
 	ctx := context.Background()
@@ -241,6 +245,9 @@ func uninstall(t *testing.T, l *lab.Lab, cs kubernetes.Interface) {
 		if left := weftLeftOn(t, n); len(left) > 0 {
 			t.Errorf("after uninstall, node %s still has: %s", n.Name, strings.Join(left, "; "))
 		}
+		if _, err := os.Stat(filepath.Join(n.KubeletHostPath("/opt/cni/bin"), "portmap")); err != nil {
+			t.Errorf("uninstall removed node %s's own portmap: %v", n.Name, err)
+		}
 	}
 }
 
@@ -293,7 +300,7 @@ func weftLeftOn(t *testing.T, n *lab.NodeState) []string {
 			left = append(left, line)
 		}
 	}
-	for _, p := range []string{"/etc/cni/net.d/10-weft.conflist", "/opt/cni/bin/weft-cni", "/var/lib/weft/node.json", "/var/lib/weft/ipam", "/run/weft/weft.sock"} {
+	for _, p := range []string{"/etc/cni/net.d/10-weft.conflist", "/opt/cni/bin/weft-cni", "/opt/cni/bin/weft-portmap", "/var/lib/weft/node.json", "/var/lib/weft/ipam", "/run/weft/weft.sock"} {
 		dir, base := filepath.Split(p)
 		if _, err := os.Stat(filepath.Join(n.KubeletHostPath(filepath.Clean(dir)), base)); err == nil {
 			left = append(left, "file "+p)

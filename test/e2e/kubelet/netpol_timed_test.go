@@ -253,6 +253,13 @@ func nodeMetrics(t *testing.T, np *npCluster, node string) string {
 	if netnsName == "" {
 		t.Fatalf("no lab node %s", node)
 	}
+	return agentMetrics(t, netnsName)
+}
+
+// agentMetrics reads the agent's /metrics in the node namespace netnsName,
+// over its loopback.
+func agentMetrics(t *testing.T, netnsName string) string {
+	t.Helper()
 	// The transport dials on a goroutine of its own: the dial itself
 	// enters the node's namespace.
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
@@ -265,12 +272,12 @@ func nodeMetrics(t *testing.T, np *npCluster, node string) string {
 		}}}
 	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", names.MetricsPort))
 	if err != nil {
-		t.Fatalf("metrics of the agent on %s: %v", node, err)
+		t.Fatalf("metrics of the agent in %s: %v", netnsName, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("metrics of the agent on %s: %v", node, err)
+		t.Fatalf("metrics of the agent in %s: %v", netnsName, err)
 	}
 	return string(b)
 }
