@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -15,14 +17,15 @@ import (
 )
 
 // AcquireLease gives node the subnet it already holds, if any (a restarted
-// agent keeps its subnet and its pods keep their addresses), else prefer
-// when it is a free subnet of the cluster CIDR (the node's pods still use
-// it although its lease lapsed while the agent was down), or else the
-// lowest free subnet of the cluster CIDR.
+// agent keeps its subnet and its pods keep their addresses), else the one
+// its agent held under the old layout, else prefer when no running node
+// holds it (the node's pods still use it although the node lapsed while
+// its agent was down), else the lowest subnet nobody claims, else the
+// lowest whose claimants all lapsed.
 func (s *Store) AcquireLease(ctx context.Context, node string, prefer netip.Prefix) (store.Lease, error) {
 	l, err := s.acquire(ctx, node, prefer)
-	if errors.Is(err, store.ErrCIDRExhausted) {
-		s.note(nil) // the datastore answered; the cluster is full
+	if errors.Is(err, store.ErrCIDRExhausted) || errors.Is(err, store.ErrCredentials) {
+		s.note(nil) // the datastore answered; the cluster is full, or the node misconfigured
 		return l, err
 	}
 	return l, s.note(err)
@@ -32,151 +35,222 @@ func (s *Store) acquire(ctx context.Context, node string, prefer netip.Prefix) (
 	if err := validNodeName(node); err != nil {
 		return store.Lease{}, err
 	}
-	octx, cancel := s.op(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(octx, s.subnetsPrefix(), clientv3.WithPrefix())
+	if err := s.checkIdentity(ctx, node); err != nil {
+		return store.Lease{}, err
+	}
+	id, ttl, err := s.ensureAlive(ctx, node)
 	if err != nil {
-		return store.Lease{}, fmt.Errorf("list subnet leases in etcd: %w", err)
+		return store.Lease{}, denied(err, node)
 	}
-	taken := map[netip.Prefix]bool{}
-	var own []netip.Prefix
-	var ownLease clientv3.LeaseID
-	for _, kv := range resp.Kvs {
-		p, err := s.parseSubnetKey(string(kv.Key))
-		if err != nil {
-			s.log.Warn("ignoring malformed subnet key in etcd", "key", string(kv.Key), "err", err)
-			continue
-		}
-		taken[p] = true
-		if string(kv.Value) == node {
-			own = append(own, p)
-			if s.fits(p) && ownLease == 0 {
-				ownLease = clientv3.LeaseID(kv.Lease)
-			}
-		}
-	}
-
-	// Our own subnet first, on our own etcd lease when it is still alive,
-	// so that the node record attached to it never disappears for peers.
-	for _, p := range own {
-		if !s.fits(p) {
-			continue
-		}
-		id, ttl, err := s.keepOrGrant(ctx, ownLease)
-		if err != nil {
-			return store.Lease{}, err
-		}
-		ok, err := s.claim(ctx, p, node, id, true)
-		if err != nil {
-			return store.Lease{}, err
-		}
-		if ok {
-			s.releaseOthers(ctx, node, own, p)
-			return s.hold(node, p, id, ttl), nil
-		}
-	}
-
-	id, ttl, err := s.keepOrGrant(ctx, 0)
+	v, err := s.readClaims(ctx)
 	if err != nil {
 		return store.Lease{}, err
 	}
-	if prefer.IsValid() && s.fits(prefer) && !taken[prefer] {
-		ok, err := s.claim(ctx, prefer, node, id, false)
+	s.keepLegacyLease(ctx, node, v)
+	for p := range s.candidates(v, node, prefer) {
+		ok, err := s.tryClaim(ctx, node, p)
 		if err != nil {
-			return store.Lease{}, err
+			return store.Lease{}, denied(err, node)
 		}
 		if ok {
-			s.releaseOthers(ctx, node, own, prefer)
-			s.log.Info("claimed the subnet this node's pods already use again", "node", node, "subnet", prefer)
-			return s.hold(node, prefer, id, ttl), nil
-		}
-	}
-	total := 0
-	for p := range cluster.Subnets(s.opts.ClusterCIDR, s.opts.SubnetLen) {
-		total++
-		if taken[p] {
-			continue
-		}
-		ok, err := s.claim(ctx, p, node, id, false)
-		if err != nil {
-			return store.Lease{}, err
-		}
-		if ok {
-			s.releaseOthers(ctx, node, own, p)
+			if prefer.IsValid() && p == prefer && !claimed(v, node, p) {
+				s.log.Info("claimed the subnet this node's pods already use again", "node", node, "subnet", p)
+			}
 			return s.hold(node, p, id, ttl), nil
 		}
 	}
-	s.revoke(ctx, id)
-	return store.Lease{}, fmt.Errorf("node %s: %w: all %d /%d subnets of %s are leased to other nodes (grow --cluster-cidr, use a longer --subnet-len, or remove nodes that left)",
+	s.withdraw(ctx, node, id)
+	total := 1 << (s.opts.SubnetLen - s.opts.ClusterCIDR.Bits())
+	return store.Lease{}, fmt.Errorf("node %s: %w: all %d /%d subnets of %s are held by other nodes (grow --cluster-cidr, use a longer --subnet-len, or remove nodes that left)",
 		node, store.ErrCIDRExhausted, total, s.opts.SubnetLen, s.opts.ClusterCIDR)
 }
 
+// claimed reports whether node's claim in v is p.
+func claimed(v *view, node string, p netip.Prefix) bool {
+	n := v.nodes[node]
+	return n != nil && n.subnet != nil && n.subnet.v == p
+}
+
+// candidates yields the subnets node may claim, in the order of
+// AcquireLease: each fits the configuration and no running node but node
+// holds it.
+func (s *Store) candidates(v *view, node string, prefer netip.Prefix) iter.Seq[netip.Prefix] {
+	o := v.owners()
+	return func(yield func(netip.Prefix) bool) {
+		seen := map[netip.Prefix]bool{}
+		try := func(p netip.Prefix) bool {
+			if seen[p] || !s.fits(p) {
+				return true
+			}
+			seen[p] = true
+			if h, ok := o.subnets[p]; ok && h.live && h.node != node {
+				return true
+			}
+			return yield(p)
+		}
+		if n := v.nodes[node]; n != nil && n.subnet != nil && !try(n.subnet.v) {
+			return
+		}
+		for p, l := range v.legacy {
+			if l.node == node && !try(p) {
+				return
+			}
+		}
+		if prefer.IsValid() && !try(prefer) {
+			return
+		}
+		// Subnets nobody claims first: a lapsed node's subnet is taken only
+		// when nothing else is left, so that it keeps its routes as long
+		// as it can.
+		for p := range cluster.Subnets(s.opts.ClusterCIDR, s.opts.SubnetLen) {
+			if o.claimants[p] == 0 && !try(p) {
+				return
+			}
+		}
+		for p := range cluster.Subnets(s.opts.ClusterCIDR, s.opts.SubnetLen) {
+			if !try(p) {
+				return
+			}
+		}
+	}
+}
+
 // fits reports whether p is a subnet of the current configuration; a
-// subnet leased under an older cluster CIDR or subnet length is released.
+// subnet claimed under an older cluster CIDR or subnet length is given up.
 func (s *Store) fits(p netip.Prefix) bool {
 	return p.Bits() == s.opts.SubnetLen && s.opts.ClusterCIDR.Contains(p.Addr()) && p.Masked() == p
 }
 
-// keepOrGrant renews etcd lease id if it is alive, or grants a new one.
-func (s *Store) keepOrGrant(ctx context.Context, id clientv3.LeaseID) (clientv3.LeaseID, time.Duration, error) {
-	if id != 0 {
+// readClaims reads what decides subnet holders (claims, alive keys and the
+// old layout's leases) at one revision.
+func (s *Store) readClaims(ctx context.Context) (*view, error) { return s.claimsTxn(ctx, nil, nil) }
+
+// claimsTxn reads as readClaims does, after writes in the same
+// transaction; with cond, the writes are made only when cond fails.
+func (s *Store) claimsTxn(ctx context.Context, cond []clientv3.Cmp, writes []clientv3.Op) (*view, error) {
+	reads := []clientv3.Op{
+		clientv3.OpGet(ClaimsPrefix(s.opts.Prefix), clientv3.WithPrefix()),
+		clientv3.OpGet(AlivePrefix(s.opts.Prefix), clientv3.WithPrefix()),
+		clientv3.OpGet(LegacySubnetsPrefix(s.opts.Prefix), clientv3.WithPrefix()),
+	}
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	txn := s.cli.Txn(octx)
+	if len(cond) > 0 {
+		// The writes are wanted only when cond fails: they make it hold.
+		txn = txn.If(cond...).Then(reads...).Else(append(writes, reads...)...)
+	} else {
+		txn = txn.Then(append(writes, reads...)...)
+	}
+	resp, err := txn.Commit()
+	if err != nil {
+		return nil, fmt.Errorf("read the subnet claims in etcd: %w", err)
+	}
+	v := newView()
+	rs := resp.Responses[len(resp.Responses)-len(reads):]
+	for _, r := range rs {
+		for _, kv := range r.GetResponseRange().Kvs {
+			if err := v.apply(strings.TrimPrefix(string(kv.Key), s.opts.Prefix), kv, false); err != nil {
+				s.log.Warn("ignoring a malformed key in etcd", "key", string(kv.Key), "err", err)
+			}
+		}
+	}
+	return v, nil
+}
+
+// tryClaim makes p node's claim (writing it only when it names another
+// subnet: a rewrite would move the claim's revision) and reads back, at
+// the same revision, whether node holds p now.
+func (s *Store) tryClaim(ctx context.Context, node string, p netip.Prefix) (bool, error) {
+	key := s.subnetClaimKey(node)
+	v, err := s.claimsTxn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "=", p.String())},
+		[]clientv3.Op{clientv3.OpPut(key, p.String())})
+	if err != nil {
+		return false, fmt.Errorf("claim subnet %s: %w", p, err)
+	}
+	h, ok := v.owners().subnets[p]
+	return ok && h.node == node, nil
+}
+
+// withdraw deletes node's claim and alive key: it holds nothing.
+func (s *Store) withdraw(ctx context.Context, node string, id clientv3.LeaseID) {
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	if _, err := s.cli.Txn(octx).Then(clientv3.OpDelete(s.subnetClaimKey(node)), clientv3.OpDelete(s.aliveKey(node))).Commit(); err != nil {
+		s.log.Warn("could not withdraw this node's claim", "node", node, "err", err)
+	}
+	s.revoke(ctx, id)
+	s.mu.Lock()
+	delete(s.leases, node)
+	s.mu.Unlock()
+}
+
+// ensureAlive makes sure node's alive key exists on a live etcd lease:
+// the one it is on already when that is alive (a restarted agent keeps
+// the key, and so since when it runs), else a new one.
+func (s *Store) ensureAlive(ctx context.Context, node string) (clientv3.LeaseID, time.Duration, error) {
+	key := s.aliveKey(node)
+	octx, cancel := s.op(ctx)
+	resp, err := s.cli.Get(octx, key)
+	cancel()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the alive key of %s: %w", node, err)
+	}
+	if len(resp.Kvs) == 1 && resp.Kvs[0].Lease != 0 {
+		id := clientv3.LeaseID(resp.Kvs[0].Lease)
 		octx, cancel := s.op(ctx)
-		resp, err := s.cli.KeepAliveOnce(octx, id)
+		ka, err := s.cli.KeepAliveOnce(octx, id)
 		cancel()
 		if err == nil {
-			return id, time.Duration(resp.TTL) * time.Second, nil
+			return id, time.Duration(ka.TTL) * time.Second, nil
 		}
 		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return 0, 0, fmt.Errorf("renew etcd lease %x: %w", int64(id), err)
 		}
 	}
-	octx, cancel := s.op(ctx)
+	octx, cancel = s.op(ctx)
 	defer cancel()
-	resp, err := s.cli.Grant(octx, int64(s.opts.TTL/time.Second))
+	g, err := s.cli.Grant(octx, int64(s.opts.TTL/time.Second))
 	if err != nil {
 		return 0, 0, fmt.Errorf("grant etcd lease: %w", err)
 	}
-	return resp.ID, time.Duration(resp.TTL) * time.Second, nil
+	if _, err := s.cli.Put(octx, key, "", clientv3.WithLease(g.ID)); err != nil {
+		s.revoke(ctx, g.ID)
+		return 0, 0, fmt.Errorf("write the alive key of %s: %w", node, err)
+	}
+	return g.ID, time.Duration(g.TTL) * time.Second, nil
 }
 
-// claim writes the subnet key for node on lease id, atomically: when mine
-// is set only if node already holds it, otherwise only if nobody does.
-func (s *Store) claim(ctx context.Context, p netip.Prefix, node string, id clientv3.LeaseID, mine bool) (bool, error) {
-	key := s.subnetKey(p)
-	cmp := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
-	if mine {
-		cmp = clientv3.Compare(clientv3.Value(key), "=", node)
+// keepLegacyLease renews the etcd lease of node's subnets/ key of the old
+// layout while an agent of the old layout still runs elsewhere: that agent
+// reads only subnets/ keys, and keeps routing to node while its key
+// lives. It needs no write access: renewing a lease is not a write.
+func (s *Store) keepLegacyLease(ctx context.Context, node string, v *view) {
+	old := v.legacyNodes()
+	others := false
+	for n := range old {
+		others = others || n != node
 	}
-	octx, cancel := s.op(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(octx).If(cmp).Then(clientv3.OpPut(key, node, clientv3.WithLease(id))).Commit()
-	if err != nil {
-		return false, fmt.Errorf("claim subnet %s in etcd: %w", p, err)
+	if !others {
+		return
 	}
-	return resp.Succeeded, nil
-}
-
-// releaseOthers deletes subnets node held besides keep (left over from an
-// older configuration), so that a node never holds two.
-func (s *Store) releaseOthers(ctx context.Context, node string, own []netip.Prefix, keep netip.Prefix) {
-	for _, p := range own {
-		if p == keep {
+	for p, l := range v.legacy {
+		if l.node != node || l.lease == 0 {
 			continue
 		}
-		key := s.subnetKey(p)
 		octx, cancel := s.op(ctx)
-		_, err := s.cli.Txn(octx).If(clientv3.Compare(clientv3.Value(key), "=", node)).Then(clientv3.OpDelete(key)).Commit()
+		_, err := s.cli.KeepAliveOnce(octx, clientv3.LeaseID(l.lease))
 		cancel()
 		if err != nil {
-			// It lapses with its old etcd lease anyway.
-			s.log.Warn("could not release old subnet", "node", node, "subnet", p, "err", err)
-		} else {
-			s.log.Info("released subnet of an older configuration", "node", node, "subnet", p)
+			s.log.Debug("could not renew this node's lease of the old layout", "subnet", p, "err", err)
 		}
 	}
 }
 
 func (s *Store) revoke(ctx context.Context, id clientv3.LeaseID) {
+	if id == 0 {
+		return
+	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
 	s.cli.Revoke(octx, id) // best effort: an unused lease also lapses by itself
@@ -190,55 +264,61 @@ func (s *Store) hold(node string, p netip.Prefix, id clientv3.LeaseID, ttl time.
 	return store.Lease{Node: node, Subnet: p, Expires: time.Now().Add(ttl)}
 }
 
-// RenewLease extends the lease. If it lapsed (etcd was unreachable for
-// longer than the TTL) and the subnet is still free, it is claimed again and
-// the node's record republished; if another node took it, ErrLeaseLost.
+// RenewLease keeps the node running (its alive key) and checks that it
+// still holds its subnet. If its etcd lease lapsed (etcd was unreachable,
+// or the agent down, for longer than the TTL) it comes back as a new
+// running node: it keeps the subnet when no running node claimed it
+// meanwhile, and gets ErrLeaseLost when one did. Another node's claim
+// made while this one runs does not take the subnet (see Conflicts).
 func (s *Store) RenewLease(ctx context.Context, l store.Lease) (store.Lease, error) {
 	nl, err := s.renew(ctx, l)
+	if errors.Is(err, store.ErrLeaseLost) {
+		s.note(nil)
+		return nl, err
+	}
 	return nl, s.note(err)
 }
 
 func (s *Store) renew(ctx context.Context, l store.Lease) (store.Lease, error) {
 	s.mu.Lock()
-	id, ok := s.leases[l.Node]
+	_, ok := s.leases[l.Node]
 	s.mu.Unlock()
 	if !ok {
 		return l, fmt.Errorf("renew lease of %s: not acquired by this process", l.Node)
 	}
-	nid, ttl, err := s.keepOrGrant(ctx, id)
+	id, ttl, err := s.ensureAlive(ctx, l.Node)
+	if err != nil {
+		return l, denied(err, l.Node)
+	}
+	v, err := s.readClaims(ctx)
 	if err != nil {
 		return l, err
 	}
-	key := s.subnetKey(l.Subnet)
+	s.keepLegacyLease(ctx, l.Node, v)
+	if h, ok := v.owners().subnets[l.Subnet]; ok && h.node != l.Node && h.live {
+		s.dropClaim(ctx, l.Node, l.Subnet)
+		return l, fmt.Errorf("subnet %s of node %s is now held by node %s (%s): %w", l.Subnet, l.Node, h.node, h.describe(), store.ErrLeaseLost)
+	}
+	// Held, or nobody claims it any more (an admin deleted the claim):
+	// claim it again.
+	held, err := s.tryClaim(ctx, l.Node, l.Subnet)
+	if err != nil {
+		return l, denied(err, l.Node)
+	}
+	if !held {
+		s.dropClaim(ctx, l.Node, l.Subnet)
+		return l, fmt.Errorf("subnet %s of node %s was claimed by another node: %w", l.Subnet, l.Node, store.ErrLeaseLost)
+	}
+	return s.hold(l.Node, l.Subnet, id, ttl), nil
+}
+
+// dropClaim deletes node's claim if it still names p: a subnet it lost
+// is another node's now, and a stale claim would only read as a bid.
+func (s *Store) dropClaim(ctx context.Context, node string, p netip.Prefix) {
+	key := s.subnetClaimKey(node)
 	octx, cancel := s.op(ctx)
-	resp, err := s.cli.Get(octx, key)
-	cancel()
-	if err != nil {
-		return l, fmt.Errorf("check subnet %s in etcd: %w", l.Subnet, err)
+	defer cancel()
+	if _, err := s.cli.Txn(octx).If(clientv3.Compare(clientv3.Value(key), "=", p.String())).Then(clientv3.OpDelete(key)).Commit(); err != nil {
+		s.log.Warn("could not delete the claim on a lost subnet", "node", node, "subnet", p, "err", err)
 	}
-	if len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) != l.Node {
-		return l, fmt.Errorf("subnet %s of node %s is now held by node %s: %w", l.Subnet, l.Node, resp.Kvs[0].Value, store.ErrLeaseLost)
-	}
-	if nid == id && len(resp.Kvs) == 1 && clientv3.LeaseID(resp.Kvs[0].Lease) == id {
-		return s.hold(l.Node, l.Subnet, id, ttl), nil
-	}
-	// The lease lapsed, or the key lost it: claim the subnet again.
-	ok, err = s.claim(ctx, l.Subnet, l.Node, nid, len(resp.Kvs) == 1)
-	if err != nil {
-		return l, err
-	}
-	if !ok {
-		return l, fmt.Errorf("subnet %s of node %s was taken by another node: %w", l.Subnet, l.Node, store.ErrLeaseLost)
-	}
-	nl := s.hold(l.Node, l.Subnet, nid, ttl)
-	s.log.Info("subnet lease had lapsed and was claimed again", "node", l.Node, "subnet", l.Subnet)
-	s.mu.Lock()
-	rec, had := s.records[l.Node]
-	s.mu.Unlock()
-	if had {
-		if err := s.Publish(ctx, rec); err != nil {
-			return nl, err
-		}
-	}
-	return nl, nil
 }
