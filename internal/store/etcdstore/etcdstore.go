@@ -52,12 +52,14 @@
 // Agents before this layout kept one key per subnet, <prefix>subnets/<a.b.c.d-len>,
 // holding the node's name, with the record, on the node's etcd lease.
 // Readers still honour those (an old agent holds its subnet while its
-// lease lives, its address since its record was written) so that a new
-// agent neither takes an old agent's subnet nor drops its routes; a new
+// lease lives, its address since its record was written), so that a new
+// agent neither takes an old agent's subnet nor drops its routes. A new
 // agent takes its own old subnet back first, rewrites its record off the
-// lease, and ignores its old key once it has claimed. Old agents do not
-// read claims: they route to upgraded nodes only once upgraded themselves,
-// so upgrade every node promptly. Nodes need no write access to subnets/.
+// lease, and, while agents of the old layout still run elsewhere, keeps
+// its old lease alive: they read only subnets/ keys, and so keep routing
+// to it. Renewing a lease is not a write, so nodes need no access to
+// subnets/. Once every agent is upgraded the old keys lapse with their
+// leases.
 package etcdstore
 
 import (
