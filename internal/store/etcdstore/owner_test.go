@@ -294,14 +294,15 @@ func TestAgentRefusesCredentialsOfAnotherIdentity(t *testing.T) {
 
 // Agents of the old layout (one subnets/ key per subnet on the holder's
 // etcd lease, the record on it too): a new agent of such a node takes its
-// old subnet back, a new node takes none an old agent holds, and the old
-// agent's record stays routable.
+// old subnet back and keeps its old lease alive for the old agents, a new
+// node takes none an old agent holds, and the old agent's record stays
+// routable.
 func TestUpgradeKeepsTheSubnetsOfTheOldLayout(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
 	prefix := uniquePrefix()
 	cli := rawClient(t, srv)
-	oldAgent := func(node, subnet, ip string) cluster.Node {
+	oldAgent := func(node, subnet, ip string) (cluster.Node, clientv3.LeaseID) {
 		g, err := cli.Grant(ctx, 60)
 		if err != nil {
 			t.Fatal(err)
@@ -315,15 +316,31 @@ func TestUpgradeKeepsTheSubnetsOfTheOldLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return rec
+		return rec, g.ID
 	}
-	old := oldAgent("node-old", "10.244.0.0/24", "172.30.0.9")
-	oldAgent("node-a", "10.244.5.0/24", "172.30.0.1")
+	old, _ := oldAgent("node-old", "10.244.0.0/24", "172.30.0.9")
+	_, aLease := oldAgent("node-a", "10.244.5.0/24", "172.30.0.1")
+	ttl := func() int64 {
+		r, err := cli.TimeToLive(ctx, aLease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.TTL
+	}
+	// Let node-a's old lease run down a little, so that a renewal shows.
+	for deadline := time.Now().Add(10 * time.Second); ttl() > 57; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the old lease's TTL does not go down")
+		}
+	}
 
 	a := open(t, srv, prefix, "10.244.0.0/16", 24)
 	la := acquire(t, a, "node-a")
 	if la.Subnet != netip.MustParsePrefix("10.244.5.0/24") {
 		t.Fatalf("upgraded node-a got %s, held 10.244.5.0/24 before", la.Subnet)
+	}
+	if got := ttl(); got < 59 {
+		t.Errorf("node-a's old lease was not renewed while node-old runs the old layout: TTL %ds", got)
 	}
 	ra := record(la, "172.30.0.1")
 	if err := a.Publish(ctx, ra); err != nil {
