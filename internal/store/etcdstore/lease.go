@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,23 +36,28 @@ func (s *Store) acquire(ctx context.Context, node string, prefer netip.Prefix) (
 	if err := validNodeName(node); err != nil {
 		return store.Lease{}, err
 	}
-	if err := s.checkIdentity(ctx, node); err != nil {
-		return store.Lease{}, err
+	// Who the store acts as is checked before anything is written; the
+	// first read, which writes nothing, goes meanwhile.
+	idErr := make(chan error, 1)
+	go func() { idErr <- s.checkIdentity(ctx, node) }()
+	v, err := s.readClaims(ctx)
+	if ierr := <-idErr; ierr != nil {
+		return store.Lease{}, ierr
 	}
-	id, ttl, err := s.ensureAlive(ctx, node)
 	if err != nil {
 		return store.Lease{}, denied(err, node)
 	}
-	v, err := s.readClaims(ctx)
+	id, ttl, aliveOps, err := s.alive(ctx, node, v)
 	if err != nil {
-		return store.Lease{}, err
+		return store.Lease{}, denied(err, node)
 	}
 	s.keepLegacyLease(ctx, node, v)
 	for p := range s.candidates(v, node, prefer) {
-		ok, err := s.tryClaim(ctx, node, p)
+		ok, err := s.tryClaim(ctx, node, p, aliveOps...)
 		if err != nil {
 			return store.Lease{}, denied(err, node)
 		}
+		aliveOps = nil // made with the first claim
 		if ok {
 			if prefer.IsValid() && p == prefer && !claimed(v, node, p) {
 				s.log.Info("claimed the subnet this node's pods already use again", "node", node, "subnet", p)
@@ -123,11 +129,14 @@ func (s *Store) fits(p netip.Prefix) bool {
 
 // readClaims reads what decides subnet holders (claims, alive keys and the
 // old layout's leases) at one revision.
-func (s *Store) readClaims(ctx context.Context) (*view, error) { return s.claimsTxn(ctx, nil, nil) }
+func (s *Store) readClaims(ctx context.Context) (*view, error) {
+	return s.claimsTxn(ctx, nil, nil, nil)
+}
 
 // claimsTxn reads as readClaims does, after writes in the same
-// transaction; with cond, the writes are made only when cond fails.
-func (s *Store) claimsTxn(ctx context.Context, cond []clientv3.Cmp, writes []clientv3.Op) (*view, error) {
+// transaction: without cond, then; with cond, then when it holds, orElse
+// when it fails.
+func (s *Store) claimsTxn(ctx context.Context, cond []clientv3.Cmp, then, orElse []clientv3.Op) (*view, error) {
 	reads := []clientv3.Op{
 		clientv3.OpGet(ClaimsPrefix(s.opts.Prefix), clientv3.WithPrefix()),
 		clientv3.OpGet(AlivePrefix(s.opts.Prefix), clientv3.WithPrefix()),
@@ -137,18 +146,16 @@ func (s *Store) claimsTxn(ctx context.Context, cond []clientv3.Cmp, writes []cli
 	defer cancel()
 	txn := s.cli.Txn(octx)
 	if len(cond) > 0 {
-		// The writes are wanted only when cond fails: they make it hold.
-		txn = txn.If(cond...).Then(reads...).Else(append(writes, reads...)...)
+		txn = txn.If(cond...).Then(append(slices.Clone(then), reads...)...).Else(append(slices.Clone(orElse), reads...)...)
 	} else {
-		txn = txn.Then(append(writes, reads...)...)
+		txn = txn.Then(append(slices.Clone(then), reads...)...)
 	}
 	resp, err := txn.Commit()
 	if err != nil {
 		return nil, fmt.Errorf("read the subnet claims in etcd: %w", err)
 	}
 	v := newView()
-	rs := resp.Responses[len(resp.Responses)-len(reads):]
-	for _, r := range rs {
+	for _, r := range resp.Responses[len(resp.Responses)-len(reads):] {
 		for _, kv := range r.GetResponseRange().Kvs {
 			if err := v.apply(strings.TrimPrefix(string(kv.Key), s.opts.Prefix), kv, false); err != nil {
 				s.log.Warn("ignoring a malformed key in etcd", "key", string(kv.Key), "err", err)
@@ -159,12 +166,13 @@ func (s *Store) claimsTxn(ctx context.Context, cond []clientv3.Cmp, writes []cli
 }
 
 // tryClaim makes p node's claim (writing it only when it names another
-// subnet: a rewrite would move the claim's revision) and reads back, at
-// the same revision, whether node holds p now.
-func (s *Store) tryClaim(ctx context.Context, node string, p netip.Prefix) (bool, error) {
+// subnet: a rewrite would move the claim's revision), with extra writes
+// in the same transaction, and reads back, at the same revision, whether
+// node holds p now.
+func (s *Store) tryClaim(ctx context.Context, node string, p netip.Prefix, extra ...clientv3.Op) (bool, error) {
 	key := s.subnetClaimKey(node)
 	v, err := s.claimsTxn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "=", p.String())},
-		[]clientv3.Op{clientv3.OpPut(key, p.String())})
+		extra, append([]clientv3.Op{clientv3.OpPut(key, p.String())}, extra...))
 	if err != nil {
 		return false, fmt.Errorf("claim subnet %s: %w", p, err)
 	}
@@ -185,40 +193,30 @@ func (s *Store) withdraw(ctx context.Context, node string, id clientv3.LeaseID) 
 	s.mu.Unlock()
 }
 
-// ensureAlive makes sure node's alive key exists on a live etcd lease:
-// the one it is on already when that is alive (a restarted agent keeps
-// the key, and so since when it runs), else a new one.
-func (s *Store) ensureAlive(ctx context.Context, node string) (clientv3.LeaseID, time.Duration, error) {
-	key := s.aliveKey(node)
-	octx, cancel := s.op(ctx)
-	resp, err := s.cli.Get(octx, key)
-	cancel()
-	if err != nil {
-		return 0, 0, fmt.Errorf("read the alive key of %s: %w", node, err)
-	}
-	if len(resp.Kvs) == 1 && resp.Kvs[0].Lease != 0 {
-		id := clientv3.LeaseID(resp.Kvs[0].Lease)
+// alive keeps node running: it renews the etcd lease of node's alive key
+// in v when that lease lives (a restarted agent keeps the key, and so
+// since when it runs), or grants a new lease and returns the write that
+// makes the alive key on it, for the caller's next transaction.
+func (s *Store) alive(ctx context.Context, node string, v *view) (clientv3.LeaseID, time.Duration, []clientv3.Op, error) {
+	if n := v.nodes[node]; n != nil && n.aliveLease != 0 {
+		id := clientv3.LeaseID(n.aliveLease)
 		octx, cancel := s.op(ctx)
 		ka, err := s.cli.KeepAliveOnce(octx, id)
 		cancel()
 		if err == nil {
-			return id, time.Duration(ka.TTL) * time.Second, nil
+			return id, time.Duration(ka.TTL) * time.Second, nil, nil
 		}
 		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return 0, 0, fmt.Errorf("renew etcd lease %x: %w", int64(id), err)
+			return 0, 0, nil, fmt.Errorf("renew etcd lease %x: %w", int64(id), err)
 		}
 	}
-	octx, cancel = s.op(ctx)
+	octx, cancel := s.op(ctx)
 	defer cancel()
 	g, err := s.cli.Grant(octx, int64(s.opts.TTL/time.Second))
 	if err != nil {
-		return 0, 0, fmt.Errorf("grant etcd lease: %w", err)
+		return 0, 0, nil, fmt.Errorf("grant etcd lease: %w", err)
 	}
-	if _, err := s.cli.Put(octx, key, "", clientv3.WithLease(g.ID)); err != nil {
-		s.revoke(ctx, g.ID)
-		return 0, 0, fmt.Errorf("write the alive key of %s: %w", node, err)
-	}
-	return g.ID, time.Duration(g.TTL) * time.Second, nil
+	return g.ID, time.Duration(g.TTL) * time.Second, []clientv3.Op{clientv3.OpPut(s.aliveKey(node), "", clientv3.WithLease(g.ID))}, nil
 }
 
 // keepLegacyLease renews the etcd lease of node's subnets/ key of the old
@@ -286,22 +284,25 @@ func (s *Store) renew(ctx context.Context, l store.Lease) (store.Lease, error) {
 	if !ok {
 		return l, fmt.Errorf("renew lease of %s: not acquired by this process", l.Node)
 	}
-	id, ttl, err := s.ensureAlive(ctx, l.Node)
+	v, err := s.readClaims(ctx)
 	if err != nil {
 		return l, denied(err, l.Node)
 	}
-	v, err := s.readClaims(ctx)
+	id, ttl, aliveOps, err := s.alive(ctx, l.Node, v)
 	if err != nil {
-		return l, err
+		return l, denied(err, l.Node)
 	}
 	s.keepLegacyLease(ctx, l.Node, v)
+	// Read while this node still ran, or, after a lapse, as if it did not:
+	// either way a running node holding the subnet now holds it for good.
 	if h, ok := v.owners().subnets[l.Subnet]; ok && h.node != l.Node && h.live {
 		s.dropClaim(ctx, l.Node, l.Subnet)
+		s.revoke(ctx, leaseIfNew(id, aliveOps))
 		return l, fmt.Errorf("subnet %s of node %s is now held by node %s (%s): %w", l.Subnet, l.Node, h.node, h.describe(), store.ErrLeaseLost)
 	}
 	// Held, or nobody claims it any more (an admin deleted the claim):
-	// claim it again.
-	held, err := s.tryClaim(ctx, l.Node, l.Subnet)
+	// claim it again, running again if it lapsed.
+	held, err := s.tryClaim(ctx, l.Node, l.Subnet, aliveOps...)
 	if err != nil {
 		return l, denied(err, l.Node)
 	}
@@ -310,6 +311,15 @@ func (s *Store) renew(ctx context.Context, l store.Lease) (store.Lease, error) {
 		return l, fmt.Errorf("subnet %s of node %s was claimed by another node: %w", l.Subnet, l.Node, store.ErrLeaseLost)
 	}
 	return s.hold(l.Node, l.Subnet, id, ttl), nil
+}
+
+// leaseIfNew is id when alive granted it (and its key is not made yet),
+// else 0.
+func leaseIfNew(id clientv3.LeaseID, aliveOps []clientv3.Op) clientv3.LeaseID {
+	if len(aliveOps) == 0 {
+		return 0
+	}
+	return id
 }
 
 // dropClaim deletes node's claim if it still names p: a subnet it lost

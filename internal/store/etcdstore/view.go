@@ -31,8 +31,9 @@ type nodeKeys struct {
 	subnet    *claim[netip.Prefix]
 	address   *claim[netip.Addr]
 	// alive is the CreateRevision of the node's alive key: since when it
-	// has run without a lapse; 0 while it has none.
-	alive int64
+	// has run without a lapse; 0 while it has none. aliveLease is the etcd
+	// lease the key is on.
+	alive, aliveLease int64
 }
 
 // claim is the value of a claim key and the revision that last wrote it:
@@ -110,9 +111,9 @@ func (v *view) apply(k string, kv *mvccpb.KeyValue, deleted bool) error {
 			}
 		}
 	case keyAlive:
-		n.alive = 0
+		n.alive, n.aliveLease = 0, 0
 		if !deleted {
-			n.alive = kv.CreateRevision
+			n.alive, n.aliveLease = kv.CreateRevision, kv.Lease
 		}
 	}
 	return err
