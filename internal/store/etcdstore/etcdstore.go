@@ -53,7 +53,11 @@
 // holding the node's name, with the record, on the node's etcd lease.
 // Readers still honour those (an old agent holds its subnet while its
 // lease lives, its address since its record was written), so that a new
-// agent neither takes an old agent's subnet nor drops its routes. A new
+// agent neither takes an old agent's subnet nor drops its routes. A node
+// counts as an old agent only while its record is on the same lease as
+// its subnets/ key: a node's role cannot make that state (etcd refuses to
+// attach a key to a lease holding a key the role may not write), so
+// stolen credentials cannot revive an old key. A new
 // agent takes its own old subnet back first, rewrites its record off the
 // lease, and, while agents of the old layout still run elsewhere, keeps
 // its old lease alive: they read only subnets/ keys, and so keep routing

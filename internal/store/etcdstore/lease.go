@@ -7,7 +7,6 @@ import (
 	"iter"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -92,6 +91,9 @@ func (s *Store) candidates(v *view, node string, prefer netip.Prefix) iter.Seq[n
 			if h, ok := o.subnets[p]; ok && h.live && h.node != node {
 				return true
 			}
+			if l, ok := v.legacy[p]; ok && l.node != node {
+				return true // an old agent's, perhaps before its record is there
+			}
 			return yield(p)
 		}
 		if n := v.nodes[node]; n != nil && n.subnet != nil && !try(n.subnet.v) {
@@ -157,12 +159,40 @@ func (s *Store) claimsTxn(ctx context.Context, cond []clientv3.Cmp, then, orElse
 	v := newView()
 	for _, r := range resp.Responses[len(resp.Responses)-len(reads):] {
 		for _, kv := range r.GetResponseRange().Kvs {
-			if err := v.apply(strings.TrimPrefix(string(kv.Key), s.opts.Prefix), kv, false); err != nil {
-				s.log.Warn("ignoring a malformed key in etcd", "key", string(kv.Key), "err", err)
-			}
+			s.apply(v, kv, false)
 		}
 	}
-	return v, nil
+	return v, s.legacyRecords(ctx, v, resp.Header.Revision)
+}
+
+// legacyRecords adds to v, at revision rev, the records of the nodes that
+// subnets/ keys name: whether such a key is an old agent's depends on
+// its record (see view.legacyNodes). Once no agent of the old layout is
+// left there are no such keys, and no extra read.
+func (s *Store) legacyRecords(ctx context.Context, v *view, rev int64) error {
+	var gets []clientv3.Op
+	seen := map[string]bool{}
+	for _, l := range v.legacy {
+		if !seen[l.node] && validNodeName(l.node) == nil {
+			seen[l.node] = true
+			gets = append(gets, clientv3.OpGet(s.nodeKey(l.node), clientv3.WithRev(rev)))
+		}
+	}
+	if len(gets) == 0 {
+		return nil
+	}
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(octx).Then(gets...).Commit()
+	if err != nil {
+		return fmt.Errorf("read the records of agents of the old layout: %w", err)
+	}
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().Kvs {
+			s.apply(v, kv, false)
+		}
+	}
+	return nil
 }
 
 // tryClaim makes p node's claim (writing it only when it names another

@@ -129,6 +129,20 @@ func TestNodeCredentialsWriteOnlyTheNodesOwnKeys(t *testing.T) {
 	_, err = thief.Put(ctx, etcdstore.AliveKey(prefix, "n2"), "", clientv3.WithLease(lease))
 	denied(t, "put its own key on n1's etcd lease", err)
 
+	// Nor can it make itself look like an agent of the old layout again
+	// (its record on the lease of a subnets/ key naming it, left from
+	// before etcd's auth was on): that lease holds a key it may not write.
+	root := srv.Client(t, srv.Root)
+	g, err := root.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Put(ctx, etcdstore.LegacySubnetKey(prefix, netip.MustParsePrefix("10.244.250.0/24")), "n2", clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = thief.Put(ctx, etcdstore.NodeKey(prefix, "n2"), string(b), clientv3.WithLease(g.ID))
+	denied(t, "put its record on its old-layout lease", err)
+
 	// Its own keys it writes, and it reads everyone's.
 	if _, err := thief.Put(ctx, etcdstore.SubnetClaimKey(prefix, "n2"), n2.lease.Subnet.String()); err != nil {
 		t.Errorf("n2 cannot write its own claim: %v", err)

@@ -26,10 +26,12 @@ type view struct {
 // nodeKeys is one node's keys.
 type nodeKeys struct {
 	record *cluster.Node // nil when absent or malformed
-	// recordRev is when the record was last written (ModRevision).
-	recordRev int64
-	subnet    *claim[netip.Prefix]
-	address   *claim[netip.Addr]
+	// recordRev is when the record was last written (ModRevision);
+	// recordLease the etcd lease it is on (only agents of the old layout
+	// put it on one).
+	recordRev, recordLease int64
+	subnet                 *claim[netip.Prefix]
+	address                *claim[netip.Addr]
 	// alive is the CreateRevision of the node's alive key: since when it
 	// has run without a lapse; 0 while it has none. aliveLease is the etcd
 	// lease the key is on.
@@ -83,7 +85,7 @@ func (v *view) apply(k string, kv *mvccpb.KeyValue, deleted bool) error {
 	var err error
 	switch pk.kind {
 	case keyRecord:
-		n.record, n.recordRev = nil, 0
+		n.record, n.recordRev, n.recordLease = nil, 0, 0
 		if !deleted {
 			var rec cluster.Node
 			if err = json.Unmarshal(kv.Value, &rec); err == nil && rec.Name != pk.node {
@@ -91,7 +93,7 @@ func (v *view) apply(k string, kv *mvccpb.KeyValue, deleted bool) error {
 			}
 			if err == nil {
 				rec.NotHeld = ""
-				n.record, n.recordRev = &rec, kv.ModRevision
+				n.record, n.recordRev, n.recordLease = &rec, kv.ModRevision, kv.Lease
 			}
 		}
 	case keySubnetClaim:
@@ -125,19 +127,16 @@ func (v *view) dropEmpty(name string) {
 	}
 }
 
-// upgraded reports whether node has a claim of the current layout: its
-// subnets/ keys, if any, are then leftovers that count for nothing.
-func (v *view) upgraded(node string) bool {
-	n := v.nodes[node]
-	return n != nil && n.subnet != nil
-}
-
-// legacyNodes are the nodes that hold a subnet only in the old layout
-// (agents not upgraded yet), each with its oldest lease key.
+// legacyNodes are the agents of the old layout, each with its oldest
+// subnets/ key: nodes whose record is on the same etcd lease as a
+// subnets/ key naming them, as only an old agent leaves it. A node's own
+// role cannot make that state again (etcd refuses to attach a key to a
+// lease that holds a key the role may not write), so a node with stolen
+// credentials cannot fall back on an old subnets/ key it keeps alive.
 func (v *view) legacyNodes() map[string]legacyLease {
 	out := map[string]legacyLease{}
 	for _, l := range v.legacy {
-		if v.upgraded(l.node) {
+		if !v.oldAgent(l) {
 			continue
 		}
 		if old, ok := out[l.node]; !ok || l.rev < old.rev {
@@ -145,6 +144,12 @@ func (v *view) legacyNodes() map[string]legacyLease {
 		}
 	}
 	return out
+}
+
+// oldAgent reports whether the subnets/ key l is an old agent's lease.
+func (v *view) oldAgent(l legacyLease) bool {
+	n := v.nodes[l.node]
+	return n != nil && n.subnet == nil && n.record != nil && l.lease != 0 && n.recordLease == l.lease
 }
 
 // contender is one node's bid for a subnet or an address.
@@ -209,10 +214,12 @@ func (v *view) owners() owners {
 	// (it is running), since the lease key was made; its address since
 	// its record was last written (it claims none).
 	for p, l := range v.legacy {
-		if !v.upgraded(l.node) {
+		if v.oldAgent(l) {
 			bid(o.subnets, p, contender{node: l.node, since: l.rev, eff: l.rev, live: true})
-			o.claimants[p]++
 		}
+		// An old agent's key counts against allocation even before its
+		// record is there (the old agent publishes right after).
+		o.claimants[p]++
 	}
 	for name := range v.legacyNodes() {
 		if n := v.nodes[name]; n != nil && n.record != nil && n.address == nil {
