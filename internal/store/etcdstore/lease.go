@@ -54,6 +54,7 @@ func (s *Store) acquire(ctx context.Context, node string, prefer netip.Prefix) (
 	for p := range s.candidates(v, node, prefer) {
 		ok, err := s.tryClaim(ctx, node, p, aliveOps...)
 		if err != nil {
+			s.revoke(ctx, leaseIfNew(id, aliveOps))
 			return store.Lease{}, denied(err, node)
 		}
 		aliveOps = nil // made with the first claim
