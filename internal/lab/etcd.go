@@ -184,6 +184,10 @@ func RunEtcd(listen, dataDir, pkiDir string) error {
 	peer := url.URL{Scheme: "http", Host: "127.0.0.1:2380"}
 	cfg.ListenClientUrls = []url.URL{client}
 	cfg.AdvertiseClientUrls = []url.URL{client}
+	// HTTP (health, metrics) on a port of its own, on loopback: sharing
+	// the TLS client port, etcd would serve gRPC through Go's HTTP/2
+	// server, a slower path than gRPC's own (etcd warns about it).
+	cfg.ListenClientHttpUrls = []url.URL{{Scheme: "https", Host: "127.0.0.1:2381"}}
 	cfg.ListenPeerUrls = []url.URL{peer}
 	cfg.AdvertisePeerUrls = []url.URL{peer}
 	cfg.InitialCluster = cfg.Name + "=" + peer.String()
