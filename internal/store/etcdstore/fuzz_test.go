@@ -51,7 +51,7 @@ func FuzzEtcdRecords(f *testing.F) {
 		o := v.owners()
 		legacy := v.legacyNodes()
 		subnets, addrs := map[netip.Prefix]string{}, map[netip.Addr]string{}
-		for _, r := range v.joined() {
+		for _, r := range v.joined(o) {
 			if r.NotHeld != "" {
 				continue
 			}

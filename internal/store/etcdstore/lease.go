@@ -81,7 +81,7 @@ func claimed(v *view, node string, p netip.Prefix) bool {
 // AcquireLease: each fits the configuration and no running node but node
 // holds it.
 func (s *Store) candidates(v *view, node string, prefer netip.Prefix) iter.Seq[netip.Prefix] {
-	o := v.owners()
+	o, claimed := v.owners(), v.claimedSubnets()
 	return func(yield func(netip.Prefix) bool) {
 		seen := map[netip.Prefix]bool{}
 		try := func(p netip.Prefix) bool {
@@ -112,7 +112,7 @@ func (s *Store) candidates(v *view, node string, prefer netip.Prefix) iter.Seq[n
 		// when nothing else is left, so that it keeps its routes as long
 		// as it can.
 		for p := range cluster.Subnets(s.opts.ClusterCIDR, s.opts.SubnetLen) {
-			if o.claimants[p] == 0 && !try(p) {
+			if !claimed[p] && !try(p) {
 				return
 			}
 		}

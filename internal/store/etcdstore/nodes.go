@@ -178,14 +178,15 @@ func (s *Store) apply(v *view, kv *mvccpb.KeyValue, deleted bool) {
 
 // deliver brings Conflicts up to date with v and hands fn the records.
 func (s *Store) deliver(v *view, fn func([]cluster.Node)) {
+	o := v.owners()
 	s.mu.Lock()
 	var cs []store.Conflict
 	for node, sub := range s.subnets {
-		cs = append(cs, v.conflicts(node, sub, s.records[node].UnderlayIP)...)
+		cs = append(cs, v.conflicts(o, node, sub, s.records[node].UnderlayIP)...)
 	}
 	s.conflicts = cs
 	s.mu.Unlock()
-	fn(v.joined())
+	fn(v.joined(o))
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

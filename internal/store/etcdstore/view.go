@@ -188,8 +188,6 @@ func (n *nodeKeys) contender(name string, since int64) contender {
 type owners struct {
 	subnets   map[netip.Prefix]contender
 	addresses map[netip.Addr]contender
-	// claimants counts the contenders for each subnet.
-	claimants map[netip.Prefix]int
 }
 
 func bid[K comparable](m map[K]contender, k K, c contender) {
@@ -198,13 +196,13 @@ func bid[K comparable](m map[K]contender, k K, c contender) {
 	}
 }
 
-// owners decides every holder at once.
+// owners decides every holder at once: once per snapshot, for every
+// record and every conflict.
 func (v *view) owners() owners {
-	o := owners{subnets: map[netip.Prefix]contender{}, addresses: map[netip.Addr]contender{}, claimants: map[netip.Prefix]int{}}
+	o := owners{subnets: make(map[netip.Prefix]contender, len(v.nodes)+len(v.legacy)), addresses: make(map[netip.Addr]contender, len(v.nodes))}
 	for name, n := range v.nodes {
 		if n.subnet != nil {
 			bid(o.subnets, n.subnet.v, n.contender(name, n.subnet.since))
-			o.claimants[n.subnet.v]++
 		}
 		if n.address != nil {
 			bid(o.addresses, n.address.v, n.contender(name, n.address.since))
@@ -217,9 +215,6 @@ func (v *view) owners() owners {
 		if v.oldAgent(l) {
 			bid(o.subnets, p, contender{node: l.node, since: l.rev, eff: l.rev, live: true})
 		}
-		// An old agent's key counts against allocation even before its
-		// record is there (the old agent publishes right after).
-		o.claimants[p]++
 	}
 	for name := range v.legacyNodes() {
 		if n := v.nodes[name]; n != nil && n.record != nil && n.address == nil {
@@ -247,10 +242,25 @@ func (v *view) addressOf(name string, legacy map[string]legacyLease) (netip.Addr
 	return netip.Addr{}, false
 }
 
+// claimedSubnets is every subnet someone claims: a node of the current
+// layout, or a subnets/ key (an old agent's, perhaps before its record is
+// there).
+func (v *view) claimedSubnets() map[netip.Prefix]bool {
+	m := make(map[netip.Prefix]bool, len(v.nodes)+len(v.legacy))
+	for _, n := range v.nodes {
+		if n.subnet != nil {
+			m[n.subnet.v] = true
+		}
+	}
+	for p := range v.legacy {
+		m[p] = true
+	}
+	return m
+}
+
 // joined is the records, sorted by name, each marked (NotHeld) unless its
-// node holds both the subnet and the underlay address it names.
-func (v *view) joined() []cluster.Node {
-	o := v.owners()
+// node holds both the subnet and the underlay address it names in o.
+func (v *view) joined(o owners) []cluster.Node {
 	legacy := v.legacyNodes()
 	out := make([]cluster.Node, 0, len(v.nodes))
 	for name, n := range v.nodes {
@@ -296,15 +306,14 @@ func (c contender) describe() string {
 }
 
 // conflicts lists what other nodes claim or publish of what node self
-// holds, in the view: its subnet sub and its underlay address addr (each
+// holds, in the view with owners o: its subnet sub and its underlay address addr (each
 // invalid when self holds none yet). Only bids made after self's own
 // claim count: an older one is what a previous holder left behind.
-func (v *view) conflicts(self string, sub netip.Prefix, addr netip.Addr) []store.Conflict {
+func (v *view) conflicts(o owners, self string, sub netip.Prefix, addr netip.Addr) []store.Conflict {
 	me := v.nodes[self]
 	if me == nil {
 		return nil
 	}
-	o := v.owners()
 	var out []store.Conflict
 	add := func(kind, node, what, detail string) {
 		out = append(out, store.Conflict{Kind: kind, Node: node, What: what, Detail: detail})
