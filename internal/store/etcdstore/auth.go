@@ -27,15 +27,16 @@ type perm struct {
 
 // nodePerms is everything node may do under prefix: read all of Weft's
 // keys (its peers' records and every claim), and write its own record,
-// claims and alive key. Nothing else: not another node's keys, not the
-// legacy subnets/ keys.
+// claims and alive key, each an exact key. Nothing else: not another
+// node's keys, not the legacy subnets/ keys.
 func nodePerms(prefix, node string) []perm {
-	claims := NodeClaimsPrefix(prefix, node)
+	rw := clientv3.PermissionType(clientv3.PermReadWrite)
 	return []perm{
 		{prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermRead)},
-		{NodeKey(prefix, node), "", clientv3.PermissionType(clientv3.PermReadWrite)},
-		{claims, clientv3.GetPrefixRangeEnd(claims), clientv3.PermissionType(clientv3.PermReadWrite)},
-		{AliveKey(prefix, node), "", clientv3.PermissionType(clientv3.PermReadWrite)},
+		{NodeKey(prefix, node), "", rw},
+		{SubnetClaimKey(prefix, node), "", rw},
+		{AddressClaimKey(prefix, node), "", rw},
+		{AliveKey(prefix, node), "", rw},
 	}
 }
 

@@ -5,8 +5,8 @@
 // Layout (keys.go):
 //
 //	<prefix>nodes/<node>            cluster.Node as JSON
-//	<prefix>claims/<node>/subnet    the subnet the node claims, "10.244.3.0/24"
-//	<prefix>claims/<node>/address   the underlay address it claims, "172.30.0.5"
+//	<prefix>claims/subnet/<node>    the subnet the node claims, "10.244.3.0/24"
+//	<prefix>claims/address/<node>   the underlay address it claims, "172.30.0.5"
 //	<prefix>alive/<node>            empty, on the node's etcd lease (TTL)
 //
 // Every key names its writer, so that etcd's own authorization can tie

@@ -16,17 +16,17 @@ import (
 // underlay address.
 func FuzzEtcdRecords(f *testing.F) {
 	rec := `{"name":"n1","underlayIP":"172.30.0.1","subnet":"10.244.1.0/24","backend":"vxlan"}`
-	f.Add("nodes/n1", rec, "claims/n1/subnet", "10.244.1.0/24", "claims/n1/address", "172.30.0.1", "nodes/n2", rec, uint8(3))
-	f.Add("nodes/n2", `{"name":"n2","underlayIP":"172.30.0.1","subnet":"10.244.1.0/24"}`, "claims/n2/subnet", "10.244.1.0/24", "claims/n2/address", "172.30.0.1", "alive/n2", "", uint8(9))
-	f.Add("nodes/n3", `{"name":"n3","underlayIP":"::1","subnet":"0.0.0.0/0"}`, "subnets/0.0.0.0-0", "n3", "claims/n3/address", "::1", "alive/n3", "", uint8(0))
-	f.Add("nodes/", `null`, "subnets/x-y", "", "claims//subnet", "x", "claims/n4/other", "1", uint8(255))
+	f.Add("nodes/n1", rec, "claims/subnet/n1", "10.244.1.0/24", "claims/address/n1", "172.30.0.1", "nodes/n2", rec, uint8(3))
+	f.Add("nodes/n2", `{"name":"n2","underlayIP":"172.30.0.1","subnet":"10.244.1.0/24"}`, "claims/subnet/n2", "10.244.1.0/24", "claims/address/n2", "172.30.0.1", "alive/n2", "", uint8(9))
+	f.Add("nodes/n3", `{"name":"n3","underlayIP":"::1","subnet":"0.0.0.0/0"}`, "subnets/0.0.0.0-0", "n3", "claims/address/n3", "::1", "alive/n3", "", uint8(0))
+	f.Add("nodes/", `null`, "subnets/x-y", "", "claims/subnet/", "x", "claims/other/n4", "1", uint8(255))
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3, k4, v4 string, revs uint8) {
 		v := newView()
 		kvs := [][2]string{{k1, v1}, {k2, v2}, {k3, v3}, {k4, v4}}
 		// Two fixed records with their claims, then the fuzzed keys on top,
 		// at revisions the fuzzer orders.
 		base := [][2]string{
-			{"claims/a/subnet", "10.244.1.0/24"}, {"claims/a/address", "172.30.0.1"}, {"alive/a", ""},
+			{"claims/subnet/a", "10.244.1.0/24"}, {"claims/address/a", "172.30.0.1"}, {"alive/a", ""},
 			{"nodes/a", `{"name":"a","underlayIP":"172.30.0.1","subnet":"10.244.1.0/24"}`},
 			{"subnets/10.244.2.0-24", "b"}, {"nodes/b", `{"name":"b","underlayIP":"172.30.0.2","subnet":"10.244.2.0/24"}`},
 		}

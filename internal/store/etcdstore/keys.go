@@ -29,18 +29,19 @@ func NodeKey(prefix, node string) string { return NodesPrefix(prefix) + node }
 // ClaimsPrefix holds every node's claims under prefix.
 func ClaimsPrefix(prefix string) string { return prefix + "claims/" }
 
-// NodeClaimsPrefix holds node's own claims: SubnetClaimKey and
-// AddressClaimKey. A node's etcd role may write under it and nowhere else
-// but its record and its alive key.
-func NodeClaimsPrefix(prefix, node string) string { return ClaimsPrefix(prefix) + node + "/" }
+// SubnetClaimsPrefix holds one key per node whose value is the one subnet
+// it claims: what decides subnet holders, in one range.
+func SubnetClaimsPrefix(prefix string) string { return ClaimsPrefix(prefix) + "subnet/" }
 
-// SubnetClaimKey is the key whose value is the one subnet node claims
-// ("10.244.3.0/24").
-func SubnetClaimKey(prefix, node string) string { return NodeClaimsPrefix(prefix, node) + "subnet" }
+// AddressClaimsPrefix holds one key per node whose value is the one
+// underlay address it claims.
+func AddressClaimsPrefix(prefix string) string { return ClaimsPrefix(prefix) + "address/" }
 
-// AddressClaimKey is the key whose value is the one underlay address node
-// claims ("172.30.0.5").
-func AddressClaimKey(prefix, node string) string { return NodeClaimsPrefix(prefix, node) + "address" }
+// SubnetClaimKey is node's subnet claim ("10.244.3.0/24").
+func SubnetClaimKey(prefix, node string) string { return SubnetClaimsPrefix(prefix) + node }
+
+// AddressClaimKey is node's underlay address claim ("172.30.0.5").
+func AddressClaimKey(prefix, node string) string { return AddressClaimsPrefix(prefix) + node }
 
 // AlivePrefix holds one key per running node.
 func AlivePrefix(prefix string) string { return prefix + "alive/" }
@@ -82,7 +83,8 @@ func PlantOps(prefix string, n cluster.Node) ([]clientv3.Op, error) {
 func RemoveOps(prefix, node string) []clientv3.Op {
 	return []clientv3.Op{
 		clientv3.OpDelete(NodeKey(prefix, node)),
-		clientv3.OpDelete(NodeClaimsPrefix(prefix, node), clientv3.WithPrefix()),
+		clientv3.OpDelete(SubnetClaimKey(prefix, node)),
+		clientv3.OpDelete(AddressClaimKey(prefix, node)),
 		clientv3.OpDelete(AliveKey(prefix, node)),
 	}
 }
@@ -115,8 +117,8 @@ func parseKey(k string) key {
 			return key{kind: keyRecord, node: n}
 		}
 	case strings.HasPrefix(k, "claims/"):
-		n, what, ok := strings.Cut(strings.TrimPrefix(k, "claims/"), "/")
-		if !ok || validNodeName(n) != nil {
+		what, n, _ := strings.Cut(strings.TrimPrefix(k, "claims/"), "/")
+		if validNodeName(n) != nil {
 			break
 		}
 		switch what {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"net/netip"
-	"slices"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -130,35 +129,30 @@ func (s *Store) fits(p netip.Prefix) bool {
 	return p.Bits() == s.opts.SubnetLen && s.opts.ClusterCIDR.Contains(p.Addr()) && p.Masked() == p
 }
 
-// readClaims reads what decides subnet holders (claims, alive keys and the
-// old layout's leases) at one revision.
+// readClaims reads what decides subnet holders (subnet claims, alive keys
+// and the old layout's leases) at one revision.
 func (s *Store) readClaims(ctx context.Context) (*view, error) {
-	return s.claimsTxn(ctx, nil, nil, nil)
-}
-
-// claimsTxn reads as readClaims does, after writes in the same
-// transaction: without cond, then; with cond, then when it holds, orElse
-// when it fails.
-func (s *Store) claimsTxn(ctx context.Context, cond []clientv3.Cmp, then, orElse []clientv3.Op) (*view, error) {
-	reads := []clientv3.Op{
-		clientv3.OpGet(ClaimsPrefix(s.opts.Prefix), clientv3.WithPrefix()),
-		clientv3.OpGet(AlivePrefix(s.opts.Prefix), clientv3.WithPrefix()),
-		clientv3.OpGet(LegacySubnetsPrefix(s.opts.Prefix), clientv3.WithPrefix()),
-	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
-	txn := s.cli.Txn(octx)
-	if len(cond) > 0 {
-		txn = txn.If(cond...).Then(append(slices.Clone(then), reads...)...).Else(append(slices.Clone(orElse), reads...)...)
-	} else {
-		txn = txn.Then(append(slices.Clone(then), reads...)...)
-	}
-	resp, err := txn.Commit()
+	resp, err := s.cli.Txn(octx).Then(s.claimReads()...).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("read the subnet claims in etcd: %w", err)
 	}
+	return s.claimsView(ctx, resp)
+}
+
+func (s *Store) claimReads() []clientv3.Op {
+	return []clientv3.Op{
+		clientv3.OpGet(SubnetClaimsPrefix(s.opts.Prefix), clientv3.WithPrefix()),
+		clientv3.OpGet(AlivePrefix(s.opts.Prefix), clientv3.WithPrefix()),
+		clientv3.OpGet(LegacySubnetsPrefix(s.opts.Prefix), clientv3.WithPrefix()),
+	}
+}
+
+// claimsView folds the claimReads that end resp into a view.
+func (s *Store) claimsView(ctx context.Context, resp *clientv3.TxnResponse) (*view, error) {
 	v := newView()
-	for _, r := range resp.Responses[len(resp.Responses)-len(reads):] {
+	for _, r := range resp.Responses[len(resp.Responses)-len(s.claimReads()):] {
 		for _, kv := range r.GetResponseRange().Kvs {
 			s.apply(v, kv, false)
 		}
@@ -196,14 +190,36 @@ func (s *Store) legacyRecords(ctx context.Context, v *view, rev int64) error {
 	return nil
 }
 
-// tryClaim makes p node's claim (writing it only when it names another
-// subnet: a rewrite would move the claim's revision), with extra writes
-// in the same transaction, and reads back, at the same revision, whether
-// node holds p now.
+// tryClaim makes p node's claim, with extra writes in the same
+// transaction, and says whether node holds p then. When no other claim
+// names p the transaction says so itself and node holds it: the common
+// case, one round trip that reads nothing back. Otherwise it writes the
+// claim (only if it names another subnet: a rewrite would move the
+// claim's revision) and reads every claim back at the same revision to
+// decide.
 func (s *Store) tryClaim(ctx context.Context, node string, p netip.Prefix, extra ...clientv3.Op) (bool, error) {
-	key := s.subnetClaimKey(node)
-	v, err := s.claimsTxn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "=", p.String())},
-		extra, append([]clientv3.Op{clientv3.OpPut(key, p.String())}, extra...))
+	key, val := s.subnetClaimKey(node), p.String()
+	nobodyElse := []clientv3.Cmp{
+		// Every subnet claim names another subnet (false when there is
+		// none: the slow path then answers).
+		clientv3.Compare(clientv3.Value(SubnetClaimsPrefix(s.opts.Prefix)), "!=", val).WithPrefix(),
+		clientv3.Compare(clientv3.CreateRevision(LegacySubnetKey(s.opts.Prefix, p)), "=", 0),
+	}
+	put := clientv3.OpPut(key, val)
+	putIfOther := clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "=", val)}, nil, []clientv3.Op{put})
+	octx, cancel := s.op(ctx)
+	resp, err := s.cli.Txn(octx).If(nobodyElse...).
+		Then(append([]clientv3.Op{put}, extra...)...).
+		Else(append(append([]clientv3.Op{putIfOther}, extra...), s.claimReads()...)...).
+		Commit()
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("claim subnet %s: %w", p, err)
+	}
+	if resp.Succeeded {
+		return true, nil
+	}
+	v, err := s.claimsView(ctx, resp)
 	if err != nil {
 		return false, fmt.Errorf("claim subnet %s: %w", p, err)
 	}

@@ -21,8 +21,8 @@ func BenchmarkView1000Peers(b *testing.B) {
 	var kvs []kv
 	for _, n := range fakepeers.Nodes(1000) {
 		rec, _ := json.Marshal(n)
-		kvs = append(kvs, kv{"claims/" + n.Name + "/subnet", []byte(n.Subnet.String())},
-			kv{"claims/" + n.Name + "/address", []byte(n.UnderlayIP.String())}, kv{"nodes/" + n.Name, rec})
+		kvs = append(kvs, kv{"claims/subnet/" + n.Name, []byte(n.Subnet.String())},
+			kv{"claims/address/" + n.Name, []byte(n.UnderlayIP.String())}, kv{"nodes/" + n.Name, rec})
 	}
 	self := fakepeers.Node(0)
 	b.ReportAllocs()
