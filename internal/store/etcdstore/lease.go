@@ -160,36 +160,6 @@ func (s *Store) claimsView(ctx context.Context, resp *clientv3.TxnResponse) (*vi
 	return v, s.legacyRecords(ctx, v, resp.Header.Revision)
 }
 
-// legacyRecords adds to v, at revision rev, the records of the nodes that
-// subnets/ keys name: whether such a key is an old agent's depends on
-// its record (see view.legacyNodes). Once no agent of the old layout is
-// left there are no such keys, and no extra read.
-func (s *Store) legacyRecords(ctx context.Context, v *view, rev int64) error {
-	var gets []clientv3.Op
-	seen := map[string]bool{}
-	for _, l := range v.legacy {
-		if !seen[l.node] && validNodeName(l.node) == nil {
-			seen[l.node] = true
-			gets = append(gets, clientv3.OpGet(s.nodeKey(l.node), clientv3.WithRev(rev)))
-		}
-	}
-	if len(gets) == 0 {
-		return nil
-	}
-	octx, cancel := s.op(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(octx).Then(gets...).Commit()
-	if err != nil {
-		return fmt.Errorf("read the records of agents of the old layout: %w", err)
-	}
-	for _, r := range resp.Responses {
-		for _, kv := range r.GetResponseRange().Kvs {
-			s.apply(v, kv, false)
-		}
-	}
-	return nil
-}
-
 // tryClaim makes p node's claim, with extra writes in the same
 // transaction, and says whether node holds p then. When no other claim
 // names p the transaction says so itself and node holds it: the common
@@ -264,32 +234,6 @@ func (s *Store) alive(ctx context.Context, node string, v *view) (clientv3.Lease
 		return 0, 0, nil, fmt.Errorf("grant etcd lease: %w", err)
 	}
 	return g.ID, time.Duration(g.TTL) * time.Second, []clientv3.Op{clientv3.OpPut(s.aliveKey(node), "", clientv3.WithLease(g.ID))}, nil
-}
-
-// keepLegacyLease renews the etcd lease of node's subnets/ key of the old
-// layout while an agent of the old layout still runs elsewhere: that agent
-// reads only subnets/ keys, and keeps routing to node while its key
-// lives. It needs no write access: renewing a lease is not a write.
-func (s *Store) keepLegacyLease(ctx context.Context, node string, v *view) {
-	old := v.legacyNodes()
-	others := false
-	for n := range old {
-		others = others || n != node
-	}
-	if !others {
-		return
-	}
-	for p, l := range v.legacy {
-		if l.node != node || l.lease == 0 {
-			continue
-		}
-		octx, cancel := s.op(ctx)
-		_, err := s.cli.KeepAliveOnce(octx, clientv3.LeaseID(l.lease))
-		cancel()
-		if err != nil {
-			s.log.Debug("could not renew this node's lease of the old layout", "subnet", p, "err", err)
-		}
-	}
 }
 
 func (s *Store) revoke(ctx context.Context, id clientv3.LeaseID) {

@@ -3,13 +3,11 @@ package etcdstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/cluster"
@@ -85,28 +83,6 @@ func (s *Store) remove(ctx context.Context, node string) error {
 		}
 	}
 	return nil
-}
-
-// removeLegacy deletes node's subnets/ keys of the old layout where its
-// role allows (etcd's auth off); otherwise they lapse with their lease.
-func (s *Store) removeLegacy(ctx context.Context, node string) {
-	octx, cancel := s.op(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(octx, LegacySubnetsPrefix(s.opts.Prefix), clientv3.WithPrefix())
-	if err != nil {
-		s.log.Warn("could not list the subnet leases of the old layout", "err", err)
-		return
-	}
-	for _, kv := range resp.Kvs {
-		if string(kv.Value) != node {
-			continue
-		}
-		k := string(kv.Key)
-		_, err := s.cli.Txn(octx).If(clientv3.Compare(clientv3.Value(k), "=", node)).Then(clientv3.OpDelete(k)).Commit()
-		if err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied) {
-			s.log.Warn("could not delete a subnet lease of the old layout", "key", k, "err", err)
-		}
-	}
 }
 
 // Watch lists Weft's keys, calls fn with the records, then follows changes
