@@ -301,8 +301,9 @@ func runLabDatastore(args []string) error {
 	fs := flag.NewFlagSet("weft-lab "+lab.DatastoreCommand, flag.ContinueOnError)
 	listen := fs.String("listen", "", "client address IP:PORT (the underlay bridge's)")
 	dataDir := fs.String("data-dir", "", "etcd data directory")
+	pkiDir := fs.String("pki-dir", "", "directory with ca.pem, server.pem and server-key.pem")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return lab.RunEtcd(*listen, *dataDir)
+	return lab.RunEtcd(*listen, *dataDir, *pkiDir)
 }

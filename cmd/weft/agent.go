@@ -33,7 +33,7 @@ func runAgent(args []string) error {
 	dsName := fs.String("datastore", "", "where leases and node records live: "+datastoreNames())
 	cidr := fs.String("cluster-cidr", "10.244.0.0/16", "the pod network; every node leases a subnet of it")
 	subnetLen := fs.Int("subnet-len", 24, "prefix length of each node's pod subnet")
-	ttl := fs.Duration("lease-ttl", etcdstore.DefaultTTL, "how long a subnet lease and the node's record live without renewal (long, so that peers keep routing to a node whose agent is down)")
+	ttl := fs.Duration("lease-ttl", etcdstore.DefaultTTL, "etcd: how long the node counts as running without renewing; long, so that no other node claims the subnet of an agent that is down (its record and routes stay after that, until another node claims the subnet)")
 	backend := cluster.BackendAuto
 	fs.Var(&backend, "backend", "how peers are reached: auto (direct route on the same L2 segment, VXLAN otherwise), host-gw or vxlan")
 	mtu := fs.Int("mtu", 0, fmt.Sprintf("the pods' MTU (at least %d); 0 derives it from the underlay interface: its MTU, less %d for VXLAN unless --backend is host-gw", cluster.MinMTU, cluster.VXLANOverhead))

@@ -52,8 +52,9 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) beat() { a.heartbeat.Store(time.Now().UnixNano()) }
 
 // Run runs the agent until ctx ends (a clean stop: nil, the datapath stays)
-// or a fatal error: the cluster CIDR is exhausted, the node's subnet was
-// taken by another node, the node cannot be set up.
+// or a fatal error: the cluster CIDR is exhausted, the datastore
+// credentials are another node's, the node's subnet was taken by another
+// node, the node cannot be set up.
 func (a *Agent) Run(ctx context.Context) error {
 	stopHealth, err := a.serveHealth()
 	if err != nil {
@@ -149,6 +150,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		case peers = <-snaps:
 			havePeers, reconcile = true, true
+			a.noteConflicts()
 		case <-resync.C:
 			// Repair drift, including what setup made (a deleted bridge,
 			// flushed nftables table, rewritten conflist).
@@ -214,7 +216,7 @@ func (a *Agent) acquire(ctx context.Context) (store.Lease, error) {
 			a.log.Info("subnet lease acquired", "subnet", l.Subnet, "expires", l.Expires)
 			return l, nil
 		}
-		if errors.Is(err, store.ErrCIDRExhausted) {
+		if errors.Is(err, store.ErrCIDRExhausted) || errors.Is(err, store.ErrCredentials) {
 			return l, fmt.Errorf("cannot lease a pod subnet: %w", err)
 		}
 		a.log.Warn("cannot acquire a subnet lease yet; retrying", "err", err, "retry_in", backoff)

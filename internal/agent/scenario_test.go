@@ -336,9 +336,9 @@ func (e *env) etcdClient() *clientv3.Client {
 	return cli
 }
 
-// A node whose subnet lapsed and went to another node must stop: its pods'
-// addresses now belong to someone else. The agent exits with an error that
-// says so.
+// A node whose lease lapsed while another running node claimed its subnet
+// must stop: its pods' addresses now belong to someone else. The agent
+// exits with an error that says so.
 func TestLeaseLostToAnotherNodeIsFatal(t *testing.T) {
 	e := newEnv(t, []string{"--lease-ttl", "6s"}, []string{"a"})
 	p := e.start("a")
@@ -346,15 +346,25 @@ func TestLeaseLostToAnotherNodeIsFatal(t *testing.T) {
 	sa := e.state("a")
 	cli := e.etcdClient()
 	ctx := context.Background()
-	key := etcdstore.SubnetKey(etcdstore.DefaultPrefix, sa.Subnet)
-	resp, err := cli.Get(ctx, key)
-	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "a" {
-		t.Fatalf("subnet key %s: %v %+v", key, err, resp)
-	}
-	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+	// "intruder" runs and claims a's subnet: a, running since before, keeps
+	// it. Then a's etcd lease lapses: the intruder is the only running
+	// claimant, and a, back at its next renewal, came back after it.
+	g, err := cli.Grant(ctx, 60)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Put(ctx, key, "intruder"); err != nil {
+	_, err = cli.Txn(ctx).Then(
+		clientv3.OpPut(etcdstore.AliveKey(etcdstore.DefaultPrefix, "intruder"), "", clientv3.WithLease(g.ID)),
+		clientv3.OpPut(etcdstore.SubnetClaimKey(etcdstore.DefaultPrefix, "intruder"), sa.Subnet.String()),
+	).Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Get(ctx, etcdstore.AliveKey(etcdstore.DefaultPrefix, "a"))
+	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
+		t.Fatalf("alive key of a: %v %+v", err, resp)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -38,6 +38,9 @@ type Status struct {
 	// whole (it stopped, an apply failed, same-node traffic bypasses it);
 	// the last verdicts applied stay in the kernel.
 	PolicyError string `json:"policyError,omitempty"`
+	// Conflicts are other nodes' standing bids in the datastore for this
+	// node's subnet or underlay address.
+	Conflicts []store.Conflict `json:"conflicts,omitempty"`
 	// Routes, Neighbours and FDB count what the datapath programs.
 	Routes     int                 `json:"routes"`
 	Neighbours int                 `json:"neighbours"`
@@ -54,6 +57,7 @@ func (a *Agent) Status() Status {
 		s.Lease = &l
 	}
 	s.Peers = append([]datapath.PeerPath(nil), a.status.Peers...)
+	s.Conflicts = append([]store.Conflict(nil), a.status.Conflicts...)
 	a.mu.Unlock()
 	if a.cfg.Store != nil {
 		if err := a.cfg.Store.Err(); err != nil {

@@ -43,6 +43,9 @@ func (p provider) Status(context.Context) (agentapi.Status, error) {
 	if st.DatastoreError != "" {
 		s.Degraded = append(s.Degraded, "datastore: "+st.DatastoreError)
 	}
+	for _, c := range st.Conflicts {
+		s.Degraded = append(s.Degraded, "datastore conflict: "+c.Detail)
+	}
 	if st.LastReconcileError != "" {
 		s.Degraded = append(s.Degraded, "last datapath reconcile failed: "+st.LastReconcileError)
 	}

@@ -33,8 +33,9 @@ type Node struct {
 	Version string `json:"version,omitempty"`
 	// NotHeld is set by the store that read the record, never published:
 	// it says why the datastore does not show this node holding Subnet
-	// (in etcd, the subnets/ key names another node or none). A node can
-	// publish any subnet but hold only its own, so the datapath gives such
-	// a record no path. Empty when the lease agrees.
+	// (in etcd: another node holds it, or the node claims none; or the
+	// same for UnderlayIP). A node can publish anything but hold only its
+	// own, so the datapath gives such a record no path. Empty when the
+	// datastore agrees.
 	NotHeld string `json:"-"`
 }

@@ -78,7 +78,7 @@ func vet(me self, p cluster.Node) (refused, reason string) {
 	case p.Subnet.Bits() != me.SubnetLen || !me.ClusterCIDR.Contains(p.Subnet.Addr()):
 		return RefusedOutsideCIDR, fmt.Sprintf("subnet %s is not a /%d of the cluster CIDR %s", p.Subnet, me.SubnetLen, me.ClusterCIDR)
 	case p.NotHeld != "":
-		return RefusedNotHeld, fmt.Sprintf("subnet %s is not this node's lease: %s", p.Subnet, p.NotHeld)
+		return RefusedNotHeld, fmt.Sprintf("the datastore does not give node %s what its record names: %s", p.Name, p.NotHeld)
 	}
 	for _, q := range me.protected {
 		if p.Subnet.Overlaps(q) {

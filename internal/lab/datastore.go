@@ -39,6 +39,13 @@ type nodeRegistrar interface {
 	RegisterNode(ctx context.Context, n *NodeState) error
 }
 
+// nodeProvisioner is a datastore that needs a node's credentials made
+// before its agent ever starts, as an operator makes them when the machine
+// is installed: with etcd, the node's client certificate and role.
+type nodeProvisioner interface {
+	ProvisionNode(ctx context.Context, n *NodeState) error
+}
+
 // nodeForgetter is a datastore in which a node that leaves must also be
 // deleted by the operator, beyond what `weft agent --cleanup` removes: in
 // Kubernetes, `kubectl delete node`.

@@ -139,6 +139,21 @@ func (l *Lab) EtcdClient() (*clientv3.Client, error) {
 	return e.Client()
 }
 
+// EtcdClientAs returns a client of the lab's etcd that acts with node's
+// own certificate, from inside node's namespace, as its agent does: what
+// someone who stole the node's credentials could do. The caller closes it.
+func (l *Lab) EtcdClientAs(node string) (*clientv3.Client, error) {
+	e, ok := l.ds.(*etcdDatastore)
+	if !ok {
+		return nil, fmt.Errorf("lab %s's datastore is not etcd", l.Name)
+	}
+	n, err := l.Node(node)
+	if err != nil {
+		return nil, err
+	}
+	return e.clientIn(n.Netns, node)
+}
+
 // StopDatastore stops the datastore, keeping its data.
 func (l *Lab) StopDatastore() error { return l.ds.Stop() }
 
@@ -356,6 +371,13 @@ func (l *Lab) NewNode(seg int) (*NodeState, error) {
 	}
 	if err := s.buildNode(n); err != nil {
 		return nil, err
+	}
+	if p, ok := l.ds.(nodeProvisioner); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := p.ProvisionNode(ctx, n); err != nil {
+			return nil, fmt.Errorf("provision node %s: %w", n.Name, err)
+		}
 	}
 	return n, nil
 }

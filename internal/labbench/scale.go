@@ -2,7 +2,6 @@ package labbench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -32,52 +31,49 @@ var (
 	fakeSubnets  = fakepeers.Subnets
 )
 
-// The lab's agents keep their records under etcdstore's default prefix.
-func nodeKey(n string) string         { return etcdstore.NodeKey(etcdstore.DefaultPrefix, n) }
-func subnetKey(p netip.Prefix) string { return etcdstore.SubnetKey(etcdstore.DefaultPrefix, p) }
-
-// writePeers puts the fake peers' records and subnet keys, 64 to a
-// transaction (etcd's default limit is 128 operations).
+// writePeers plants the fake peers as an admin's tool would (the lab's
+// client acts as etcd's root): each one's record and claims, as its agent
+// would leave them, under the lab agents' prefix. Transactions hold at
+// most etcd's default limit of 128 operations.
 func writePeers(ctx context.Context, cli *clientv3.Client, n int) error {
-	var ops []clientv3.Op
+	return inTxns(ctx, cli, n, func(i int) ([]clientv3.Op, error) {
+		return etcdstore.PlantOps(etcdstore.DefaultPrefix, fakepeers.Node(i))
+	})
+}
+
+func deletePeers(ctx context.Context, cli *clientv3.Client, n int) error {
+	return inTxns(ctx, cli, n, func(i int) ([]clientv3.Op, error) {
+		return etcdstore.RemoveOps(etcdstore.DefaultPrefix, fakepeers.Node(i).Name), nil
+	})
+}
+
+// inTxns commits the operations of peers 0..n-1, as few transactions as
+// etcd's limit allows.
+func inTxns(ctx context.Context, cli *clientv3.Client, n int, ops func(i int) ([]clientv3.Op, error)) error {
+	const maxOps = 128
+	var batch []clientv3.Op
 	flush := func() error {
-		if len(ops) == 0 {
+		if len(batch) == 0 {
 			return nil
 		}
-		_, err := cli.Txn(ctx).Then(ops...).Commit()
-		ops = ops[:0]
+		_, err := cli.Txn(ctx).Then(batch...).Commit()
+		batch = batch[:0]
 		return err
 	}
 	for i := 0; i < n; i++ {
-		p := fakepeers.Node(i)
-		b, err := json.Marshal(p)
+		o, err := ops(i)
 		if err != nil {
 			return err
 		}
-		ops = append(ops, clientv3.OpPut(nodeKey(p.Name), string(b)), clientv3.OpPut(subnetKey(p.Subnet), p.Name))
-		if len(ops) >= 64 {
+		if len(batch)+len(o) > maxOps {
 			if err := flush(); err != nil {
 				return fmt.Errorf("write peer records: %w", err)
 			}
 		}
+		batch = append(batch, o...)
 	}
 	if err := flush(); err != nil {
 		return fmt.Errorf("write peer records: %w", err)
-	}
-	return nil
-}
-
-func deletePeers(ctx context.Context, cli *clientv3.Client, n int) error {
-	var ops []clientv3.Op
-	for i := 0; i < n; i++ {
-		p := fakepeers.Node(i)
-		ops = append(ops, clientv3.OpDelete(nodeKey(p.Name)), clientv3.OpDelete(subnetKey(p.Subnet)))
-		if len(ops) >= 64 || i == n-1 {
-			if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
-				return fmt.Errorf("delete peer records: %w", err)
-			}
-			ops = ops[:0]
-		}
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ type Metrics struct {
 	cniDuration      *prometheus.HistogramVec
 	leaseRenewals    *prometheus.CounterVec
 	datastoreErrors  *prometheus.CounterVec
+	conflicts        *prometheus.CounterVec
 	probeRTT         *prometheus.GaugeVec
 	cniEventsInvalid prometheus.Counter
 	datastoreUp      prometheus.Gauge
@@ -104,6 +105,10 @@ func New() *Metrics {
 			Name: "weft_datastore_errors_total",
 			Help: "Failed datastore operations, by operation (lease, renew, watch, list, publish).",
 		}, []string{"op"}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_datastore_conflicts_total",
+			Help: "Bids by other nodes for this node's subnet or underlay address seen in the datastore, by kind (subnet, address).",
+		}, []string{"kind"}),
 		probeRTT: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_peer_probe_rtt_seconds",
 			Help: "Last round trip of the agent's probe to a peer's bridge over the pod network.",
@@ -127,7 +132,7 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		m.peers, m.peersDown, m.reconcile, m.reconcileErrors, m.datapathEntries, m.datapathChanges, m.refusedRecords,
 		m.ipamUsed, m.ipamFree, m.cniRequests, m.cniDuration, m.leaseRenewals, m.datastoreErrors,
-		m.probeRTT, m.cniEventsInvalid, m.datastoreUp, m.firewallDrops, build,
+		m.conflicts, m.probeRTT, m.cniEventsInvalid, m.datastoreUp, m.firewallDrops, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -143,6 +148,9 @@ func New() *Metrics {
 		for _, r := range []string{ResultSuccess, ResultError} {
 			m.cniRequests.WithLabelValues(v, r)
 		}
+	}
+	for _, k := range ConflictKinds {
+		m.conflicts.WithLabelValues(k)
 	}
 	return m
 }
@@ -229,6 +237,16 @@ func (m *Metrics) SetDatastoreUp(up bool) {
 // DatastoreError counts a failed datastore operation.
 func (m *Metrics) DatastoreError(op string) {
 	m.datastoreErrors.WithLabelValues(op).Inc()
+}
+
+// ConflictKinds are the kinds weft_datastore_conflicts_total counts (the
+// values of store.Conflict.Kind).
+var ConflictKinds = []string{"subnet", "address"}
+
+// DatastoreConflict counts one new bid by another node for what this node
+// holds.
+func (m *Metrics) DatastoreConflict(kind string) {
+	m.conflicts.WithLabelValues(kind).Inc()
 }
 
 // ObserveCNI records one plugin invocation.

@@ -30,6 +30,40 @@ var ErrCIDRExhausted = errors.New("no free subnet left in the cluster CIDR")
 // node holds the subnet now.
 var ErrLeaseLost = errors.New("subnet lease lost to another node")
 
+// ErrCredentials is returned by AcquireLease when the credentials the
+// agent was given are not its node's: the datastore would let it act as
+// another node. The operator must give the node its own.
+var ErrCredentials = errors.New("datastore credentials do not belong to this node")
+
+// The kinds of Conflict.
+const (
+	ConflictSubnet  = "subnet"
+	ConflictAddress = "address"
+)
+
+// Conflict is another node's bid for what this node holds in the
+// datastore: its subnet or its underlay address. Peers decide who holds
+// what by rules the bidder cannot bend (see the datastore), but a bid is
+// a sign of stolen credentials or a misconfigured node, and the node
+// under attack says so.
+type Conflict struct {
+	// Kind is ConflictSubnet or ConflictAddress.
+	Kind string `json:"kind"`
+	// Node is the other node; What the subnet or address it bids for.
+	Node   string `json:"node"`
+	What   string `json:"what"`
+	Detail string `json:"detail"`
+}
+
+// ConflictReporter is a Store in which one node's credentials can bid for
+// what another node holds (etcd; in Kubernetes the API server assigns
+// podCIDRs). Conflicts is what the last snapshot Watch delivered shows
+// against the nodes this store leased for; the agent reads it after each
+// snapshot.
+type ConflictReporter interface {
+	Conflicts() []Conflict
+}
+
 // Store is a datastore as the agent sees it.
 type Store interface {
 	// AcquireLease returns the node's subnet: the one it already holds (a

@@ -156,6 +156,13 @@ func watch(t *testing.T, s store.Store) *watcher {
 	return w
 }
 
+// snapshots is how many snapshots Watch delivered so far.
+func (w *watcher) snapshots() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
+}
+
 // waitFor polls the latest snapshot until ok holds.
 func (w *watcher) waitFor(t *testing.T, what string, ok func([]cluster.Node) bool) {
 	t.Helper()
@@ -224,17 +231,13 @@ func TestWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
 	w.waitFor(t, "node-b gone", func(ns []cluster.Node) bool { return names(ns) == "node-a" })
 
 	// node-a's etcd lease lapses (as after an outage longer than the TTL):
-	// its record goes with it, and its next renewal claims the same subnet
-	// again and republishes the record.
-	cli := rawClient(t, srv)
-	resp, err := cli.Get(ctx, prefix+"nodes/node-a")
-	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
-		t.Fatalf("node-a's record is not on an etcd lease: %v %+v", err, resp)
-	}
-	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
-		t.Fatal(err)
-	}
-	w.waitFor(t, "node-a gone after its lease lapsed", func(ns []cluster.Node) bool { return len(ns) == 0 })
+	// its record stays, and peers keep routing to it, since no other node
+	// claimed its subnet; its next renewal makes it a running node again,
+	// on the same subnet.
+	lapse(t, srv, prefix, "node-a")
+	w.waitFor(t, "node-a still routable after its lease lapsed", func(ns []cluster.Node) bool {
+		return names(ns) == "node-a" && ns[0].NotHeld == ""
+	})
 	la2, err := a.RenewLease(ctx, la)
 	if err != nil {
 		t.Fatal(err)
@@ -242,30 +245,47 @@ func TestWatchSnapshotsFollowPublishRemoveAndLapse(t *testing.T) {
 	if la2.Subnet != la.Subnet {
 		t.Fatalf("renewal after lapse moved node-a from %s to %s", la.Subnet, la2.Subnet)
 	}
-	w.waitFor(t, "node-a republished", func(ns []cluster.Node) bool { return names(ns) == "node-a" && ns[0] == ra })
+	w.waitFor(t, "node-a routable", func(ns []cluster.Node) bool { return names(ns) == "node-a" && ns[0] == ra })
 }
 
+// lapse revokes node's etcd lease, as if its agent had not renewed it for
+// the TTL: its alive key goes.
+func lapse(t *testing.T, srv interface{ URL() string }, prefix, node string) {
+	t.Helper()
+	lapseWith(t, rawClient(t, srv), prefix, node)
+}
+
+func lapseWith(t *testing.T, cli *clientv3.Client, prefix, node string) {
+	t.Helper()
+	ctx := context.Background()
+	resp, err := cli.Get(ctx, etcdstore.AliveKey(prefix, node))
+	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
+		t.Fatalf("%s has no alive key on an etcd lease: %v %+v", node, err, resp)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A node that lapsed and came back after another node claimed its subnet
+// has lost it: its renewal says so.
 func TestRenewAfterSubnetTakenIsLeaseLost(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
 	prefix := uniquePrefix()
 	a := open(t, srv, prefix, "10.244.0.0/16", 24)
 	la := acquire(t, a, "node-a")
-	cli := rawClient(t, srv)
-	resp, err := cli.Get(ctx, prefix+"subnets/", clientv3.WithPrefix())
-	if err != nil || len(resp.Kvs) != 1 {
-		t.Fatalf("want one subnet key: %v %+v", err, resp)
-	}
-	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+	lapse(t, srv, prefix, "node-a")
+	b := open(t, srv, prefix, "10.244.0.0/16", 24)
+	lb, err := b.AcquireLease(ctx, "node-b", la.Subnet)
+	if err != nil {
 		t.Fatal(err)
 	}
-	b := open(t, srv, prefix, "10.244.0.0/16", 24)
-	lb := acquire(t, b, "node-b")
 	if lb.Subnet != la.Subnet {
-		t.Fatalf("node-b got %s, want the lapsed %s", lb.Subnet, la.Subnet)
+		t.Fatalf("node-b got %s, want the lapsed %s it asked for", lb.Subnet, la.Subnet)
 	}
-	if _, err := a.RenewLease(ctx, la); !errors.Is(err, store.ErrLeaseLost) {
-		t.Fatalf("renewing a subnet another node took: got %v, want ErrLeaseLost", err)
+	if _, err := a.RenewLease(ctx, la); !errors.Is(err, store.ErrLeaseLost) || !strings.Contains(err.Error(), "node-b") {
+		t.Fatalf("renewing a subnet another node took: got %v, want ErrLeaseLost naming node-b", err)
 	}
 }
 

@@ -12,9 +12,9 @@ import (
 	"github.com/weftnet/weft/internal/store/etcdstore/etcdtest"
 )
 
-// A node writes its own record and can put any subnet in it; Watch joins
-// every record with the subnet leases and marks the records whose subnet
-// the leases do not give to that node, so that no peer routes them.
+// A record can name any subnet; Watch marks the records whose node does
+// not hold the subnet and the address they name, so that no peer routes
+// them.
 func TestWatchMarksRecordsWhoseSubnetTheNodeDoesNotHold(t *testing.T) {
 	srv := etcdtest.Start(t)
 	prefix := uniquePrefix()
@@ -29,8 +29,9 @@ func TestWatchMarksRecordsWhoseSubnetTheNodeDoesNotHold(t *testing.T) {
 	if err := s.Publish(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	// The impostor's name sorts first; "squatter" claims a subnet no node
-	// holds. Both are written the way any etcd client could.
+	// The impostor's name sorts first; "squatter" names a subnet no node
+	// holds. Both are written the way any etcd client could, without
+	// claims.
 	cli := rawClient(t, srv)
 	for _, n := range []cluster.Node{
 		{Name: "0-impostor", UnderlayIP: netip.MustParseAddr("172.30.1.9"), Subnet: lb.Subnet},

@@ -7,7 +7,7 @@ package lab_test
 import (
 	"context"
 	"net/netip"
-	"strings"
+	"net/url"
 	"testing"
 	"time"
 
@@ -52,7 +52,11 @@ func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 // ARP entry for the datastore).
 func datastoreReachable(t *testing.T, l *lab.Lab) {
 	t.Helper()
-	addr := strings.TrimPrefix(l.State.Datastore.Endpoint, "http://")
+	u, err := url.Parse(l.State.Datastore.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := u.Host
 	for _, n := range l.Nodes {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		c, err := lab.DialIn(n.Netns)(ctx, "tcp", addr)

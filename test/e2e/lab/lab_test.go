@@ -12,8 +12,6 @@ import (
 
 	"github.com/weftnet/weft/internal/testnet"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/labtest"
@@ -154,9 +152,11 @@ func peerAppearsEverywhere(t *testing.T, l *lab.Lab) {
 	ul[3] = 200
 	peer := cluster.Node{Name: "ghost", UnderlayIP: netip.AddrFrom4(ul), Subnet: netip.MustParsePrefix("10.244.200.0/24"),
 		VTEPMAC: fmt.Sprintf("0e:76:%02x:%02x:%02x:%02x", ul[0], ul[1], ul[2], ul[3]), Backend: l.Backend}
-	b, _ := json.Marshal(peer)
-	subnetKey, nodeKey := etcdstore.SubnetKey(etcdstore.DefaultPrefix, peer.Subnet), etcdstore.NodeKey(etcdstore.DefaultPrefix, peer.Name)
-	if _, err := cli.Txn(ctx).Then(clientv3.OpPut(subnetKey, "ghost"), clientv3.OpPut(nodeKey, string(b))).Commit(); err != nil {
+	plant, err := etcdstore.PlantOps(etcdstore.DefaultPrefix, peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Txn(ctx).Then(plant...).Commit(); err != nil {
 		t.Fatalf("write peer record: %v", err)
 	}
 	routed := func(want bool) func() error {
@@ -171,7 +171,7 @@ func peerAppearsEverywhere(t *testing.T, l *lab.Lab) {
 		}
 	}
 	testnet.Eventually(t, 30*time.Second, "every node programs a new peer", routed(true))
-	if _, err := cli.Txn(ctx).Then(clientv3.OpDelete(subnetKey), clientv3.OpDelete(nodeKey)).Commit(); err != nil {
+	if _, err := cli.Txn(ctx).Then(etcdstore.RemoveOps(etcdstore.DefaultPrefix, peer.Name)...).Commit(); err != nil {
 		t.Fatalf("delete peer record: %v", err)
 	}
 	testnet.Eventually(t, 30*time.Second, "every node forgets a removed peer", routed(false))
