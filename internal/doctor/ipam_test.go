@@ -16,7 +16,7 @@ import (
 	"github.com/weftnet/weft/internal/cniplugin"
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // A lease whose pod veth exists is fine; one whose veth is gone, and one

@@ -18,6 +18,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+
+	"github.com/weftnet/weft/internal/lab/process"
 )
 
 // DatastoreCommand is the hidden weft-lab subcommand that runs the lab's
@@ -43,7 +45,7 @@ func (e *etcdDatastore) Start(ctx context.Context) error {
 	d.Endpoint = e.endpoint()
 	d.DataDir = filepath.Join(s.Dir, "etcd")
 	d.Log = filepath.Join(s.Dir, "etcd.log")
-	if alive(d.PID) {
+	if process.Alive(d.PID) {
 		return fmt.Errorf("datastore already runs (pid %d)", d.PID)
 	}
 	listen := net.JoinHostPort(s.DatastoreIP().String(), strconv.Itoa(datastorePort))
@@ -58,11 +60,11 @@ func (e *etcdDatastore) Start(ctx context.Context) error {
 			c.Close()
 			return nil
 		}
-		if !alive(d.PID) {
-			return fmt.Errorf("etcd exited: %s", logTail(d.Log))
+		if !process.Alive(d.PID) {
+			return fmt.Errorf("etcd exited: %s", process.LogTail(d.Log))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("etcd does not serve on %s after 30s: %w; %s", listen, err, logTail(d.Log))
+			return fmt.Errorf("etcd does not serve on %s after 30s: %w; %s", listen, err, process.LogTail(d.Log))
 		}
 		select {
 		case <-ctx.Done():

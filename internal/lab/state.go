@@ -62,7 +62,7 @@ type State struct {
 	// within a lab even after a node left.
 	NextNode int `json:"nextNode"`
 	// PodSyncPID is the process that realises Pod objects bound to the
-	// lab's nodes (Kubernetes datastore without --kubelet; see podsync.go).
+	// lab's nodes (Kubernetes datastore without --kubelet; see package podsync).
 	PodSyncPID int `json:"podSyncPID,omitempty"`
 }
 

@@ -18,9 +18,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labimage"
-	"github.com/weftnet/weft/internal/labtest"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/lab/images"
+	"github.com/weftnet/weft/internal/testkit/labtest"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // The cluster of the upstream NetworkPolicy e2e tests, on real nodes:
@@ -524,7 +524,7 @@ func newNPCluster(t *testing.T, l *lab.Lab, cs kubernetes.Interface) *npCluster 
 				NodeName:                      np.node[s],
 				TerminationGracePeriodSeconds: new(int64),
 				Containers: []corev1.Container{{
-					Name: "netcheck", Image: labimage.NetcheckImage, ImagePullPolicy: corev1.PullNever,
+					Name: "netcheck", Image: images.NetcheckImage, ImagePullPolicy: corev1.PullNever,
 					Args:  []string{"serve", "80", "81"},
 					Ports: ports,
 					ReadinessProbe: &corev1.Probe{

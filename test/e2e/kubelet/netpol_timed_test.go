@@ -21,7 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/weftnet/weft/internal/labimage"
+	"github.com/weftnet/weft/internal/lab/images"
 	"github.com/weftnet/weft/internal/names"
 )
 
@@ -168,10 +168,10 @@ func newPodUnderDefaultDeny(t *testing.T, np *npCluster) {
 			// The kubelet starts containers in order: the egress checks
 			// first, as close to the sandbox's start as a process gets.
 			Containers: []corev1.Container{{
-				Name: "egress", Image: labimage.NetcheckImage, ImagePullPolicy: corev1.PullNever,
+				Name: "egress", Image: images.NetcheckImage, ImagePullPolicy: corev1.PullNever,
 				Args: append([]string{"poll", "--for", "8s", "--every", "20ms", "--timeout", "200ms"}, egressTargets...),
 			}, {
-				Name: "netcheck", Image: labimage.NetcheckImage, ImagePullPolicy: corev1.PullNever,
+				Name: "netcheck", Image: images.NetcheckImage, ImagePullPolicy: corev1.PullNever,
 				Args:           []string{"serve", "80"},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(80)}}, PeriodSeconds: 1},
 			}},
