@@ -9,6 +9,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/internal/names"
 )
 
 // cmdCheck verifies that the attachment is as ADD left it: the lease, the
@@ -53,7 +55,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if err != nil || br.Type() != "bridge" {
 		return failed("bridge %s is missing", c.Bridge)
 	}
-	hostName := HostVethName(args.ContainerID, args.IfName)
+	hostName := names.HostVethName(args.ContainerID, args.IfName)
 	host, err := netlink.LinkByName(hostName)
 	if err != nil {
 		return failed("host veth %s is missing", hostName)
