@@ -126,16 +126,16 @@ func syncLogf(format string, args ...any) {
 func podSyncDir(labName string) string { return filepath.Join(lab.Dir(labName), "podsync") }
 
 // reconcile makes the lab match the Pod objects once: pods that are gone
-// or being deleted, or whose node left the lab, are torn down first (a pod recreated under the same
-// name then finds its namespace name free), then every pod bound to a lab
-// node that is not realised yet is set up, then statuses are written.
+// or being deleted, or whose node left the lab, are torn down first (a
+// pod recreated under the same name then finds its namespace name free),
+// then every pod bound to a lab node that is not realised yet is set up,
+// then statuses are written.
 func (s *syncer) reconcile(ctx context.Context) {
 	l, err := lab.Open(s.opts.Lab, nil)
 	if err != nil {
 		syncLogf("lab state: %v", err)
 		return
 	}
-	st := l.State
 	all, err := s.pods.List(labels.Everything())
 	if err != nil {
 		syncLogf("list pods: %v", err)
@@ -149,10 +149,27 @@ func (s *syncer) reconcile(ctx context.Context) {
 	for _, p := range all {
 		byUID[p.UID] = p
 	}
+	s.teardownGone(ctx, l, recs, byUID)
+	for _, p := range all {
+		if ctx.Err() != nil {
+			return
+		}
+		s.realise(ctx, l, p, recs[p.UID])
+	}
+	for uid := range s.failed {
+		if byUID[uid] == nil {
+			delete(s.failed, uid)
+		}
+	}
+}
+
+// teardownGone tears down, and drops from recs, what was made for pods
+// that are gone, being deleted or finished, or whose node left the lab
+// (as a node's containers go with it; the API server's pod GC deletes
+// the object).
+func (s *syncer) teardownGone(ctx context.Context, l *lab.Lab, recs map[types.UID]*podRecord, byUID map[types.UID]*corev1.Pod) {
 	for uid, r := range recs {
-		// A pod whose node left the lab goes with it, as a node's
-		// containers do (the API server's pod GC deletes the object).
-		_, nodeErr := st.Node(r.Node)
+		_, nodeErr := l.Node(r.Node)
 		if p := byUID[uid]; p == nil || p.DeletionTimestamp != nil || terminal(p) || nodeErr != nil {
 			if err := s.teardown(ctx, l, r); err != nil {
 				syncLogf("pod %s/%s: teardown: %v", r.Namespace, r.Name, err)
@@ -161,55 +178,52 @@ func (s *syncer) reconcile(ctx context.Context) {
 			delete(recs, uid)
 		}
 	}
-	for _, p := range all {
-		if ctx.Err() != nil {
+}
+
+// realise brings pod p, if it is the sync's, to Running: host-network
+// pods on their node's address, others in a namespace of their own
+// (made now unless r records it made already, or redone when r records
+// a setup a crash interrupted). A failure is reported on the pod, and
+// retried at the next reconcile.
+func (s *syncer) realise(ctx context.Context, l *lab.Lab, p *corev1.Pod, r *podRecord) {
+	n := s.nodeOf(l.State, p)
+	if n == nil {
+		return
+	}
+	if p.DeletionTimestamp != nil {
+		if r == nil {
+			s.finishDelete(ctx, p)
+		}
+		return
+	}
+	if terminal(p) {
+		return
+	}
+	if p.Spec.HostNetwork {
+		s.writeRunning(ctx, p, n, n.UnderlayIP)
+		return
+	}
+	if r != nil && !r.IP.IsValid() {
+		// A setup that a crash interrupted: start it over.
+		if err := s.teardown(ctx, l, r); err != nil {
+			s.fail(ctx, p, n, err)
 			return
 		}
-		n := s.nodeOf(st, p)
-		if n == nil {
-			continue
-		}
-		if p.DeletionTimestamp != nil {
-			if recs[p.UID] == nil {
-				s.finishDelete(ctx, p)
-			}
-			continue
-		}
-		if terminal(p) {
-			continue
-		}
-		if p.Spec.HostNetwork {
-			s.writeRunning(ctx, p, n, n.UnderlayIP)
-			continue
-		}
-		r := recs[p.UID]
-		if r != nil && !r.IP.IsValid() {
-			// A setup that a crash interrupted: start it over.
-			if err := s.teardown(ctx, l, r); err != nil {
-				s.fail(ctx, p, n, err)
-				continue
-			}
-			r = nil
-		}
-		if r == nil {
-			var err error
-			if r, err = s.setup(ctx, l, n, p); err != nil {
-				s.fail(ctx, p, n, err)
-				continue
-			}
-			syncLogf("pod %s/%s on %s: namespace %s, %s", p.Namespace, p.Name, n.Name, r.Netns, r.IP)
-		} else if err := s.ensureServer(r); err != nil {
+		r = nil
+	}
+	if r == nil {
+		var err error
+		if r, err = s.setup(ctx, l, n, p); err != nil {
 			s.fail(ctx, p, n, err)
-			continue
+			return
 		}
-		delete(s.failed, p.UID)
-		s.writeRunning(ctx, p, n, r.IP)
+		syncLogf("pod %s/%s on %s: namespace %s, %s", p.Namespace, p.Name, n.Name, r.Netns, r.IP)
+	} else if err := s.ensureServer(r); err != nil {
+		s.fail(ctx, p, n, err)
+		return
 	}
-	for uid := range s.failed {
-		if byUID[uid] == nil {
-			delete(s.failed, uid)
-		}
-	}
+	delete(s.failed, p.UID)
+	s.writeRunning(ctx, p, n, r.IP)
 }
 
 // nodeOf is the lab node p is bound to, or nil when p is not the pod
