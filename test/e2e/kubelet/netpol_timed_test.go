@@ -23,6 +23,7 @@ import (
 
 	"github.com/weftnet/weft/internal/lab/images"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/testkit/netpoltruth"
 )
 
 // npExec is a netcheck running in a pod through `kubectl exec`, its
@@ -112,8 +113,8 @@ func newPodUnderDefaultDeny(t *testing.T, np *npCluster) {
 	ctx := context.Background()
 	cs := np.cs
 	for _, js := range []string{
-		npPolicy("x", "deny", `{"podSelector":{}}`),
-		npPolicy("x", "new-from-ya", `{"podSelector":{"matchLabels":{"pod":"new"}},
+		netpoltruth.Policy("x", "deny", `{"podSelector":{}}`),
+		netpoltruth.Policy("x", "new-from-ya", `{"podSelector":{"matchLabels":{"pod":"new"}},
 			"ingress":[{"from":[{"namespaceSelector":{"matchLabels":{"ns":"y"}},"podSelector":{"matchLabels":{"pod":"a"}}}]}]}`),
 	} {
 		p := decodePolicy(t, js)
@@ -127,7 +128,7 @@ func newPodUnderDefaultDeny(t *testing.T, np *npCluster) {
 		})
 	}
 	// The agents hold the policies before the pod exists.
-	np.expect(t, "default deny in x", npWait, []npProbe{{80, "tcp", npXClosed}})
+	np.expect(t, "default deny in x", npWait, []netpoltruth.Probe{npTable(80, "tcp", netpoltruth.XClosed)})
 
 	// The pod goes to y/c's node: one denied pair crosses nodes, one not.
 	node := np.node["yc"]
@@ -359,7 +360,7 @@ func openConnectionCut(t *testing.T, np *npCluster) {
 			t.Fatalf("hold from %s: %q", f.src, line)
 		}
 	}
-	p := decodePolicy(t, npPolicy("x", "deny", `{"podSelector":{}}`))
+	p := decodePolicy(t, netpoltruth.Policy("x", "deny", `{"podSelector":{}}`))
 	applied := time.Now()
 	if _, err := np.cs.NetworkingV1().NetworkPolicies("x").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -391,7 +392,7 @@ func openConnectionCut(t *testing.T, np *npCluster) {
 // the new agent reads them back and changes nothing).
 func agentsRestart(t *testing.T, np *npCluster) {
 	ctx := context.Background()
-	p := decodePolicy(t, npPolicy("x", "deny", `{"podSelector":{}}`))
+	p := decodePolicy(t, netpoltruth.Policy("x", "deny", `{"podSelector":{}}`))
 	if _, err := np.cs.NetworkingV1().NetworkPolicies("x").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +402,7 @@ func agentsRestart(t *testing.T, np *npCluster) {
 			t.Errorf("delete policy x/deny: %v", err)
 		}
 	})
-	deny := []npProbe{{80, "tcp", npXClosed}}
+	deny := []netpoltruth.Probe{npTable(80, "tcp", netpoltruth.XClosed)}
 	np.expect(t, "default deny in x", npWait, deny)
 
 	const selector = "app.kubernetes.io/name=weft"
@@ -440,8 +441,8 @@ func agentsRestart(t *testing.T, np *npCluster) {
 			t.Fatalf("round %d: %v", rounds+1, err)
 		}
 		rounds++
-		if want := strings.TrimSpace(deny[0].want); got[deny[0].key()] != want {
-			t.Fatalf("round %d while the agents restart: 80/tcp\ngot\n%s\nwant\n%s\ndiffer\n%s", rounds, got[deny[0].key()], want, cellDiff(got[deny[0].key()], want))
+		if want := deny[0].Table(); got[deny[0].Key()] != want {
+			t.Fatalf("round %d while the agents restart: 80/tcp\ngot\n%s\nwant\n%s\ndiffer\n%s", rounds, got[deny[0].Key()], want, cellDiff(got[deny[0].Key()], want))
 		}
 	}
 	t.Logf("%d rounds of probes while the agents restarted and after: every table the policy's", rounds)
@@ -449,5 +450,5 @@ func agentsRestart(t *testing.T, np *npCluster) {
 	if err := np.cs.NetworkingV1().NetworkPolicies("x").Delete(ctx, "deny", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	np.expect(t, "policy deleted after the restart", npWait, []npProbe{{80, "tcp", npAllOpen}})
+	np.expect(t, "policy deleted after the restart", npWait, []netpoltruth.Probe{npTable(80, "tcp", netpoltruth.AllOpen)})
 }
