@@ -65,7 +65,7 @@ func run(args []string) error {
 		return pollCmd(os.Stdout, args[1:])
 	case "connect":
 	default:
-		return fmt.Errorf("unknown command %q: want no arguments, serve PORT..., connect [--udp] HOST:PORT, probe TARGET..., hold HOST:PORT or poll TARGET...", args[0])
+		return fmt.Errorf("unknown command %q: want no arguments, serve PORT [PORT ...], connect [--udp] HOST:PORT, probe TARGET [TARGET ...], hold HOST:PORT or poll TARGET [TARGET ...]", args[0])
 	}
 	network, rest := "tcp", args[1:]
 	if len(rest) > 0 && rest[0] == "--udp" {

@@ -87,7 +87,7 @@ func pollCmd(w io.Writer, args []string) error {
 		return fmt.Errorf("poll: %w", err)
 	}
 	if fs.NArg() == 0 || *run <= 0 || *period <= 0 || *limit <= 0 {
-		return errors.New("usage: netcheck poll [--for 5s] [--every 20ms] [--timeout 200ms] TARGET...")
+		return errors.New("usage: netcheck poll [--for 5s] [--every 20ms] [--timeout 200ms] TARGET [TARGET ...]")
 	}
 	targets, err := parseTargets(fs.Args())
 	if err != nil {

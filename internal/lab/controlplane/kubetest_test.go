@@ -73,6 +73,9 @@ func TestControlPlaneInNamespace(t *testing.T) {
 
 // Without a Dir, Stop removes the control plane's directory.
 func TestControlPlaneRemovesItsFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a Kubernetes control plane: not run by -short")
+	}
 	c := StartT(t, Options{Prefix: "wtk-kube"})
 	dir := c.Dir
 	c.Stop()

@@ -22,15 +22,20 @@ import (
 
 // RequireRoot skips the test unless it runs as root, naming why it needs
 // root; by default "creates network namespaces". Call it first, before
-// the test builds anything.
+// the test builds anything. With -short (`make unit`, the loop run
+// after every edit) it skips the test as root too: what needs root
+// needs namespaces, labs or a control plane, and is left to `make test`.
 func RequireRoot(t testing.TB, why ...string) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
 	reason := "creates network namespaces"
 	if len(why) > 0 {
 		reason = why[0]
+	}
+	if testing.Short() {
+		t.Skip("needs root (" + reason + "): not run by -short")
+	}
+	if os.Geteuid() == 0 {
+		return
 	}
 	t.Skip("needs root: " + reason)
 }

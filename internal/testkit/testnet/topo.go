@@ -165,7 +165,7 @@ func SeenAs(from *Node, src netip.Addr, to *Node, dst netip.Addr, tries int) (ne
 			conn.WriteToUDP([]byte(peer.AddrPort().Addr().String()), peer)
 		}
 	}()
-	var last error = errors.New("no reply")
+	last := errors.New("no reply")
 	for i := 0; i < tries; i++ {
 		if _, err := out.Write([]byte("echo")); err != nil {
 			last = err

@@ -3,7 +3,6 @@ package kube
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
@@ -124,6 +123,6 @@ func TestKubeStoreAllocationDefersToControllerManager(t *testing.T) {
 	}
 	n, _ := cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
 	if n.Spec.PodCIDR != l.Subnet.String() {
-		t.Fatal(fmt.Sprintf("lease %s, podCIDR %s", l.Subnet, n.Spec.PodCIDR))
+		t.Fatalf("lease %s, podCIDR %s", l.Subnet, n.Spec.PodCIDR)
 	}
 }

@@ -144,13 +144,13 @@ func makePods(tag string, n int) ([]string, error) {
 // host-local, each with its own bridge, subnet and store. Both speak CNI
 // 1.0.0, the newest the reference plugins know.
 func configs(work string) ([]plugin, error) {
-	weft, err := libcni.ConfFromBytes(fmt.Appendf(nil,
+	weft, err := libcni.NetworkPluginConfFromBytes(fmt.Appendf(nil,
 		`{"cniVersion":"1.0.0","name":"weft-bench","type":"weft-cni","bridge":"weftbench0","subnet":"10.251.0.0/16","dataDir":%q}`,
 		filepath.Join(work, "weft")))
 	if err != nil {
 		return nil, err
 	}
-	ref, err := libcni.ConfFromBytes(fmt.Appendf(nil,
+	ref, err := libcni.NetworkPluginConfFromBytes(fmt.Appendf(nil,
 		`{"cniVersion":"1.0.0","name":"ref-bench","type":"bridge","bridge":"refbench0","isGateway":true,"ipMasq":false,
 		  "ipam":{"type":"host-local","subnet":"10.252.0.0/16","dataDir":%q}}`,
 		filepath.Join(work, "host-local")))
