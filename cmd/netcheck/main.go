@@ -10,9 +10,10 @@
 //	                                  "TARGET ok" or "TARGET fail" for each,
 //	                                  in the order given; exit 0 either way
 //	netcheck hold [--udp] [--for 30s] HOST:PORT
-//	                                  hold a TCP connection (UDP flow), send a
-//	                                  byte every 100 ms, print when the echo stops
-//	netcheck poll [--for 5s] TARGET...
+//	                                  hold a TCP connection (UDP flow) once it
+//	                                  echoes, send a byte every 100 ms, print
+//	                                  when the echo stops
+//	netcheck poll [--for 5s] [--until-all-ok] TARGET...
 //	                                  check every target every 20 ms, print
 //	                                  when each first answered
 //
