@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/weftnet/weft/internal/version.Version=$(VERSION)
 export CGO_ENABLED = 0
 
-.PHONY: all build deps lab unit e2e race lint vet test bench map clean kube
+.PHONY: all build deps lab unit e2e race lint vet test suite bench map clean kube
 
 all: build
 
@@ -71,9 +71,14 @@ lint: vet
 map:
 	$(GO) test . -run TestMaintainersMap -update
 
-# Every check, the race run, then every test; the race run's packages are
-# not run twice.
-test: deps build lint kube race
+# Every check, the race run and every test. The checks and the race run
+# go beside the suite, whose labs and clusters leave the CPU idle while
+# they wait; the race run's packages are not run twice.
+test: deps build kube
+	$(MAKE) --no-print-directory -j2 -Oline lint race suite
+
+# Every test but those of the race run's packages.
+suite: build
 	WEFT_BIN_DIR=$(BIN) $(GO) test -count=1 -p 1 -timeout 60m \
 		$$($(GO) list ./... | grep -vxF "$$($(GO) list $(RACE_PKGS))")
 
