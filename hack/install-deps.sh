@@ -13,6 +13,8 @@ command -v make >/dev/null     || need+=(make)
 # runc runs the containers of `weft lab up --kubelet` (containerd is built
 # from Go by hack/containerd/build.sh; runc needs cgo).
 command -v runc >/dev/null     || need+=(runc)
+# `make race`: the race detector needs cgo, a C compiler and libc's headers.
+command -v gcc >/dev/null      || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive

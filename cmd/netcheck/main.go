@@ -10,9 +10,10 @@
 //	                                  "TARGET ok" or "TARGET fail" for each,
 //	                                  in the order given; exit 0 either way
 //	netcheck hold [--udp] [--for 30s] HOST:PORT
-//	                                  hold a TCP connection (UDP flow), send a
-//	                                  byte every 100 ms, print when the echo stops
-//	netcheck poll [--for 5s] TARGET...
+//	                                  hold a TCP connection (UDP flow) once it
+//	                                  echoes, send a byte every 100 ms, print
+//	                                  when the echo stops
+//	netcheck poll [--for 5s] [--until-all-ok] TARGET...
 //	                                  check every target every 20 ms, print
 //	                                  when each first answered
 //
@@ -65,7 +66,7 @@ func run(args []string) error {
 		return pollCmd(os.Stdout, args[1:])
 	case "connect":
 	default:
-		return fmt.Errorf("unknown command %q: want no arguments, serve PORT..., connect [--udp] HOST:PORT, probe TARGET..., hold HOST:PORT or poll TARGET...", args[0])
+		return fmt.Errorf("unknown command %q: want no arguments, serve PORT [PORT ...], connect [--udp] HOST:PORT, probe TARGET [TARGET ...], hold HOST:PORT or poll TARGET [TARGET ...]", args[0])
 	}
 	network, rest := "tcp", args[1:]
 	if len(rest) > 0 && rest[0] == "--udp" {

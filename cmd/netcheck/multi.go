@@ -16,7 +16,7 @@ import (
 // servePorts turns `serve`'s arguments into listen addresses.
 func servePorts(args []string) ([]string, error) {
 	if len(args) == 0 {
-		return nil, errors.New("usage: netcheck serve PORT...")
+		return nil, errors.New("usage: netcheck serve PORT [PORT ...]")
 	}
 	var addrs []string
 	for _, a := range args {
@@ -95,7 +95,7 @@ func probeCmd(w io.Writer, args []string) error {
 		return fmt.Errorf("probe: %w", err)
 	}
 	if fs.NArg() == 0 || *limit <= 0 {
-		return errors.New("usage: netcheck probe [--timeout 1s] HOST:PORT/tcp|udp...")
+		return errors.New("usage: netcheck probe [--timeout 1s] HOST:PORT/tcp|udp [HOST:PORT/tcp|udp ...]")
 	}
 	targets, err := parseTargets(fs.Args())
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHoldKeepsAnEchoingConnection(t *testing.T) {
@@ -16,7 +17,8 @@ func TestHoldKeepsAnEchoingConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		if len(lines) != 2 || !strings.HasPrefix(lines[0], "connected ") || !strings.HasPrefix(lines[1], "held echoes=") || lines[1] == "held echoes=0" {
+		if len(lines) != 3 || !strings.HasPrefix(lines[0], "connected ") || !strings.HasPrefix(lines[1], "echoing ") ||
+			!strings.HasPrefix(lines[2], "held echoes=") || lines[2] == "held echoes=1" {
 			t.Errorf("hold %q printed\n%s", args, out.String())
 		}
 	}
@@ -29,7 +31,7 @@ func TestHoldReportsTheFirstUnansweredDatagram(t *testing.T) {
 	}
 	defer silent.Close()
 	var out bytes.Buffer
-	if err := holdCmd(&out, []string{"--udp", "--for", "10s", "--wait", "100ms", silent.LocalAddr().String()}); err != nil {
+	if err := holdCmd(&out, []string{"--udp", "--for", "10s", "--wait", "100ms", "--establish", "500ms", silent.LocalAddr().String()}); err != nil {
 		t.Fatal(err)
 	}
 	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 2 || !strings.HasSuffix(lines[1], " echoes=0") {
@@ -59,8 +61,56 @@ func TestHoldReportsTheFirstUnansweredByte(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[1], "echo-stopped ") || !strings.HasSuffix(lines[1], " echoes=3") {
+	if len(lines) != 3 || lines[1][:8] != "echoing " || !strings.HasPrefix(lines[2], "echo-stopped ") || !strings.HasSuffix(lines[2], " echoes=3") {
 		t.Errorf("hold printed\n%s", out.String())
+	}
+}
+
+// A UDP flow whose first datagrams go unanswered (a path not ready yet,
+// a loaded machine) is held once it echoes, not reported stopped before
+// it ever worked.
+func TestHoldWaitsForTheFirstEcho(t *testing.T) {
+	late, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	go func() {
+		buf := make([]byte, 64)
+		for n := 0; ; n++ {
+			k, from, err := late.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n >= 3 { // the first three datagrams are lost
+				late.WriteTo(buf[:k], from)
+			}
+		}
+	}()
+	var out bytes.Buffer
+	if err := holdCmd(&out, []string{"--udp", "--for", "300ms", "--every", "20ms", "--wait", "100ms", "--establish", "10s", late.LocalAddr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "echoing ") || !strings.HasPrefix(lines[2], "held echoes=") {
+		t.Errorf("hold printed\n%s", out.String())
+	}
+}
+
+// With --until-all-ok, poll ends as soon as every target has answered.
+func TestPollUntilAllOK(t *testing.T) {
+	tcp, udp := startServer(t)
+	var out bytes.Buffer
+	start := time.Now()
+	if err := pollCmd(&out, []string{"--for", "20s", "--until-all-ok", tcp + "/tcp", udp + "/udp"}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[1], "first-ok "+tcp+"/tcp ") || !strings.HasPrefix(lines[2], "first-ok "+udp+"/udp ") {
+		t.Errorf("poll printed\n%s", out.String())
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("poll ran %s although every target answered at once", took)
 	}
 }
 

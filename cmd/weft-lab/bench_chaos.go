@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/weftnet/weft/internal/cluster"
-	"github.com/weftnet/weft/internal/labbench"
+	"github.com/weftnet/weft/internal/lab/bench"
 )
 
 func init() {
@@ -15,8 +15,8 @@ func init() {
 }
 
 func benchChaos(args []string) error {
-	c := labbench.DefaultChaos()
-	o := &labbench.Options{Out: os.Stdout, Log: os.Stderr, Rounds: 1}
+	c := bench.DefaultChaos()
+	o := &bench.Options{Out: os.Stdout, Log: os.Stderr, Rounds: 1}
 	fs := flag.NewFlagSet("weft bench chaos", flag.ContinueOnError)
 	binDir := fs.String("bin-dir", "", "directory holding weft, weft-cni and weft-lab (default: this binary's directory)")
 	fs.IntVar(&c.Nodes, "nodes", c.Nodes, "nodes in the lab")
@@ -26,7 +26,7 @@ func benchChaos(args []string) error {
 	fs.IntVar(&c.Kills, "kills", c.Kills, "agents killed with SIGKILL during the churn")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "the lab's lease TTL; the datastore and an agent are each down twice as long")
 	fs.IntVar(&c.Flaps, "flaps", c.Flaps, "times a node's underlay link goes down and up")
-	phases := fs.String("phases", strings.Join(labbench.ChaosPhases, ","), "phases to run, comma-separated")
+	phases := fs.String("phases", strings.Join(bench.ChaosPhases, ","), "phases to run, comma-separated")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,7 +37,7 @@ func benchChaos(args []string) error {
 	}
 	ctx, cancel := interruptible()
 	defer cancel()
-	rep, err := labbench.Chaos(ctx, *o, c)
+	rep, err := bench.Chaos(ctx, *o, c)
 	if rep != nil {
 		rep.Print(o.Out)
 	}

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/weftnet/weft/internal/labbench"
+	"github.com/weftnet/weft/internal/lab/bench"
 )
 
 func init() {
@@ -18,15 +18,15 @@ func init() {
 }
 
 // benchFlags are every lab benchmark's flags.
-func benchFlags(name string, rounds int) (*flag.FlagSet, *labbench.Options, *string) {
-	o := &labbench.Options{Out: os.Stdout, Log: os.Stderr}
+func benchFlags(name string, rounds int) (*flag.FlagSet, *bench.Options, *string) {
+	o := &bench.Options{Out: os.Stdout, Log: os.Stderr}
 	fs := flag.NewFlagSet("weft bench "+name, flag.ContinueOnError)
 	fs.IntVar(&o.Rounds, "rounds", rounds, "interleaved rounds; figures are their medians")
 	binDir := fs.String("bin-dir", "", "directory holding weft, weft-cni and weft-lab (default: this binary's directory)")
 	return fs, o, binDir
 }
 
-func benchBins(o *labbench.Options, binDir string) error {
+func benchBins(o *bench.Options, binDir string) error {
 	if o.Rounds < 1 {
 		return fmt.Errorf("--rounds %d: want at least 1", o.Rounds)
 	}
@@ -73,7 +73,7 @@ func benchThroughput(args []string) error {
 	}
 	ctx, cancel := interruptible()
 	defer cancel()
-	return labbench.Throughput(ctx, *o, *dur)
+	return bench.Throughput(ctx, *o, *dur)
 }
 
 func benchJoin(args []string) error {
@@ -86,7 +86,7 @@ func benchJoin(args []string) error {
 	}
 	ctx, cancel := interruptible()
 	defer cancel()
-	return labbench.Join(ctx, *o)
+	return bench.Join(ctx, *o)
 }
 
 func benchScale(args []string) error {
@@ -100,5 +100,5 @@ func benchScale(args []string) error {
 	}
 	ctx, cancel := interruptible()
 	defer cancel()
-	return labbench.Scale(ctx, *o, *peers)
+	return bench.Scale(ctx, *o, *peers)
 }

@@ -5,16 +5,16 @@ import (
 	"os"
 	"time"
 
-	"github.com/weftnet/weft/internal/labbench"
+	"github.com/weftnet/weft/internal/lab/bench"
 )
 
 func init() {
 	registerBench("policy", "NetworkPolicy at scale (1000 policies, 10,000 pods): apply times, memory, throughput ratio, in a lab", benchPolicy)
-	registerHidden(labbench.MemoryCommand, func(args []string) error {
+	registerHidden(bench.MemoryCommand, func(args []string) error {
 		if len(args) > 0 {
-			return fmt.Errorf("%s takes no arguments", labbench.MemoryCommand)
+			return fmt.Errorf("%s takes no arguments", bench.MemoryCommand)
 		}
-		return labbench.RunMemory(os.Stdout)
+		return bench.RunMemory(os.Stdout)
 	})
 }
 
@@ -36,5 +36,5 @@ func benchPolicy(args []string) error {
 	}
 	ctx, cancel := interruptible()
 	defer cancel()
-	return labbench.Policy(ctx, *o, *dur, *changes)
+	return bench.Policy(ctx, *o, *dur, *changes)
 }

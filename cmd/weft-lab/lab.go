@@ -15,13 +15,14 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/lab/kubelet"
 	"github.com/weftnet/weft/internal/netns"
 )
 
 func init() {
 	register("lab", "a whole cluster on this machine in network namespaces (up, status, down, run, exec)", runLab)
 	registerHidden(lab.DatastoreCommand, runLabDatastore)
-	registerHidden(lab.NodeRuntimeCommand, runLabNode)
+	registerHidden(kubelet.Command, runLabNode)
 }
 
 const labUsage = `usage: weft lab up|status|down|run|exec [flags]

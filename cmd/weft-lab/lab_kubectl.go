@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/weftnet/weft/internal/lab"
+	"github.com/weftnet/weft/internal/lab/kubelet"
 )
 
 // labKubectl runs kubectl against the lab's API server with admin
@@ -65,10 +66,10 @@ func labImages(args []string) error {
 }
 
 func runLabNode(args []string) error {
-	fs := flag.NewFlagSet("weft-lab "+lab.NodeRuntimeCommand, flag.ContinueOnError)
+	fs := flag.NewFlagSet("weft-lab "+kubelet.Command, flag.ContinueOnError)
 	cfg := fs.String("config", "", "the node runtime's JSON config, written by `weft lab up --kubelet`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return lab.RunNodeRuntime(*cfg)
+	return kubelet.Run(*cfg)
 }

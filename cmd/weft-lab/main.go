@@ -1,6 +1,6 @@
 // Command weft-lab runs a whole Weft cluster on one machine in network
 // namespaces, and the benchmarks that need one. Operators reach it as
-// `weft lab ...` and `weft bench throughput|join|scale`; it is a binary of
+// `weft lab ...` and `weft bench cni|throughput|join|scale|policy|chaos`; it is a binary of
 // its own because it embeds an etcd server and a Kubernetes client that
 // the node agent must not pay for.
 package main
@@ -26,7 +26,7 @@ func registerBench(name, summary string, run func(args []string) error) {
 var interruptible = cli.Interruptible
 
 func init() {
-	register("bench", "run a lab benchmark (throughput, join, scale, chaos)", benches.Run)
+	register("bench", "run a benchmark (cni, throughput, join, scale, policy, chaos)", benches.Run)
 }
 
 func main() { commands.Main() }

@@ -12,5 +12,5 @@ func registerBench(name, summary string, run func(args []string) error) {
 }
 
 func init() {
-	register("bench", "run a benchmark (cni, throughput, join, scale, chaos)", benches.Run)
+	register("bench", "run a benchmark (cni, throughput, join, scale, policy, chaos)", benches.Run)
 }

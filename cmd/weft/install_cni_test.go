@@ -14,7 +14,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testkit/testbin"
 )
 
 func installCNI(t *testing.T, args ...string) (string, error) {

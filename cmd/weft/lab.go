@@ -10,6 +10,7 @@ import (
 // The lab and its benchmarks run in weft-lab, installed beside weft.
 func init() {
 	register("lab", "a whole cluster on this machine in network namespaces (up, status, down, run, exec)", execLab("lab"))
+	registerBench("cni", "pod ADD/DEL latency and pods/s: weft-cni against bridge+host-local", execLab("bench", "cni"))
 	registerBench("throughput", "pod-to-pod throughput against the underlay, in a lab", execLab("bench", "throughput"))
 	registerBench("join", "time from a new agent's start to its pod's first reply, in a lab", execLab("bench", "join"))
 	registerBench("scale", "time to program 1000 peers and the agent's memory, in a lab", execLab("bench", "scale"))

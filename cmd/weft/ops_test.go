@@ -23,8 +23,8 @@ import (
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/netpol"
 	"github.com/weftnet/weft/internal/preflight"
-	"github.com/weftnet/weft/internal/testbin"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testbin"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // opsAgent answers the local API like an agent with two peers, one of them

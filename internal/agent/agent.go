@@ -61,14 +61,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopHealth()
-
 	// A wrong underlay address fails now, before the datastore is asked
 	// for a lease.
-	ip, err := underlayIP(a.cfg.UnderlayIP)
+	ip, err := a.checkUnderlay()
 	if err != nil {
-		return err
-	}
-	if err := checkMTU(a.cfg, ip); err != nil {
 		return err
 	}
 	lease, err := a.acquire(ctx)
@@ -92,27 +88,41 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	fatal := make(chan error, 1)
 	a.startPolicy(ctx, &wg, lease.Subnet)
+	a.startLease(ctx, &wg, lease, rec, fatal)
+	snaps := a.watchPeers(ctx, &wg, fatal)
+	return a.loop(ctx, dp, lease, snaps, fatal)
+}
 
-	// Publish before watching, so that the node is in the datastore by the
-	// time it reports ready; keepLease retries if this fails.
+// checkUnderlay finds the node's underlay address and checks that the
+// pods' MTU fits the interface that holds it.
+func (a *Agent) checkUnderlay() (netip.Addr, error) {
+	ip, err := underlayIP(a.cfg.UnderlayIP)
+	if err != nil {
+		return ip, err
+	}
+	return ip, checkMTU(a.cfg, ip)
+}
+
+// startLease publishes the node's record and keeps its lease, in the
+// background (keepLease). It publishes once before it returns, so that
+// the node is in the datastore by the time it reports ready; keepLease
+// retries if this fails. Losing the lease is fatal.
+func (a *Agent) startLease(ctx context.Context, wg *sync.WaitGroup, lease store.Lease, rec cluster.Node, fatal chan<- error) {
 	published := a.publish(ctx, rec)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		if err := a.keepLease(ctx, lease, rec, published); err != nil {
-			select {
-			case fatal <- err:
-			default:
-			}
+			sendFatal(fatal, err)
 		}
-	}()
+	})
+}
 
-	// Watch hands over the latest snapshot only: a reconcile always works
-	// from the newest full set, however many changes came meanwhile.
+// watchPeers watches the peers' records in the background. It hands over
+// the latest snapshot only: a reconcile always works from the newest
+// full set, however many changes came meanwhile. A watch that ends
+// before ctx does is fatal.
+func (a *Agent) watchPeers(ctx context.Context, wg *sync.WaitGroup, fatal chan<- error) <-chan []cluster.Node {
 	snaps := make(chan []cluster.Node, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		err := a.cfg.Store.Watch(ctx, func(nodes []cluster.Node) {
 			select {
 			case <-snaps:
@@ -121,13 +131,27 @@ func (a *Agent) Run(ctx context.Context) error {
 			snaps <- nodes
 		})
 		if err != nil && ctx.Err() == nil {
-			select {
-			case fatal <- fmt.Errorf("watch the peers' records: %w", err):
-			default:
-			}
+			sendFatal(fatal, fmt.Errorf("watch the peers' records: %w", err))
 		}
-	}()
+	})
+	return snaps
+}
 
+// sendFatal hands err to the main loop unless another fatal error is
+// already waiting there.
+func sendFatal(fatal chan<- error, err error) {
+	select {
+	case fatal <- err:
+	default:
+	}
+}
+
+// loop is the agent's main loop: it reconciles the datapath with every
+// new snapshot of the peers, repairs drift at each resync and when the
+// kernel changes Weft's links or routes (retrying a failed repair or
+// reconcile soon), and reads the firewall's drop counters, until ctx
+// ends or a fatal error comes.
+func (a *Agent) loop(ctx context.Context, dp *datapath.Datapath, lease store.Lease, snaps <-chan []cluster.Node, fatal <-chan error) error {
 	a.log.Info("agent running; waiting for the peers' records", "subnet", lease.Subnet, "backend", a.cfg.Backend)
 	resync := time.NewTicker(a.cfg.Resync)
 	defer resync.Stop()
@@ -141,7 +165,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var peers []cluster.Node
 	havePeers := false
 	for {
-		reconcile := false
+		reconcile, repair := false, false
 		select {
 		case <-ctx.Done():
 			a.log.Info("agent stopping; the datapath stays in place")
@@ -154,34 +178,30 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-resync.C:
 			// Repair drift, including what setup made (a deleted bridge,
 			// flushed nftables table, rewritten conflist).
-			if !a.repair(dp, lease) {
-				retry = time.After(2 * time.Second)
-			}
-			reconcile = havePeers
+			repair = true
 		case <-retry:
-			retry, reconcile = nil, havePeers
-			if !a.repair(dp, lease) {
-				retry = time.After(2 * time.Second)
-			}
+			retry, repair = nil, true
 		case <-kernel:
 			// An interface went down or up, or a route of Weft's went:
 			// put back what the kernel took, now.
 			a.log.Debug("kernel changed links or Weft's routes; repairing")
+			repair = true
+		case <-beat.C:
+			a.readDrops()
+		}
+		if repair {
 			reconcile = havePeers
 			if !a.repair(dp, lease) {
 				retry = time.After(2 * time.Second)
 			}
-		case <-beat.C:
-			a.readDrops()
 		}
 		a.beat()
-		if !reconcile {
-			continue
-		}
 		// Never before the first snapshot: reconciling against an empty
 		// list (datastore down at start) would remove every route.
-		if err := a.reconcile(dp, peers); err != nil {
-			retry = time.After(2 * time.Second)
+		if reconcile {
+			if err := a.reconcile(dp, peers); err != nil {
+				retry = time.After(2 * time.Second)
+			}
 		}
 	}
 }

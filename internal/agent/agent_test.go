@@ -18,13 +18,13 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
-	"github.com/weftnet/weft/internal/kernelstate"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/nodestate"
 	"github.com/weftnet/weft/internal/store/etcdstore/etcdtest"
-	"github.com/weftnet/weft/internal/testbin"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/kernelstate"
+	"github.com/weftnet/weft/internal/testkit/testbin"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 func TestMain(m *testing.M) {

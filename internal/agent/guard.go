@@ -6,7 +6,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/weftnet/weft/internal/cniplugin"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/ipam"
@@ -52,9 +51,9 @@ func (a *Agent) localPods() ([]firewall.Pod, error) {
 	}
 	var pods []firewall.Pod
 	for _, l := range leases {
-		veth := cniplugin.HostVethName(l.ContainerID, l.IfName)
+		veth := names.HostVethName(l.ContainerID, l.IfName)
 		if veths[veth] {
-			pods = append(pods, firewall.Pod{Veth: veth, MAC: cniplugin.PodMAC(l.Addr), IP: l.Addr})
+			pods = append(pods, firewall.Pod{Veth: veth, MAC: names.PodMAC(l.Addr), IP: l.Addr})
 		}
 	}
 	return pods, nil

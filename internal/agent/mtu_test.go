@@ -11,8 +11,8 @@ import (
 
 	"github.com/weftnet/weft/internal/cniconf"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testbin"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testbin"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 func linkMTU(t *testing.T, n *testnet.Node, name string) int {

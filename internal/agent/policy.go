@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/netip"
 	"sync"
-
-	"github.com/weftnet/weft/internal/netpolnft"
 )
 
 // PolicyRunner enforces NetworkPolicy for the node's pod subnets until ctx
@@ -32,6 +30,3 @@ func (a *Agent) startPolicy(ctx context.Context, wg *sync.WaitGroup, subnet neti
 		}
 	}()
 }
-
-// removePolicy deletes the policy table (uninstall).
-func removePolicy() ([]string, error) { return netpolnft.Remove() }

@@ -23,7 +23,7 @@ import (
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/nodestate"
 	"github.com/weftnet/weft/internal/store/etcdstore"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // pod makes a pod behind node's bridge at the node subnet's .10.

@@ -24,7 +24,7 @@ import (
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/store"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // node is what agentserve reads of an agent: a fixed status with one peer,

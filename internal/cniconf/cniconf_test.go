@@ -11,7 +11,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/weftnet/weft/internal/cniconf"
-	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testkit/testbin"
 )
 
 func TestConfListIsValidCNIAndWrittenOnlyOnChange(t *testing.T) {

@@ -10,11 +10,13 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/ipam"
+	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
-	"golang.org/x/sys/unix"
 )
 
 func cmdAdd(args *skel.CmdArgs) (err error) {
@@ -59,7 +61,7 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		}
 	}()
 
-	hostName := HostVethName(args.ContainerID, args.IfName)
+	hostName := names.HostVethName(args.ContainerID, args.IfName)
 	host, podLink, created, err := attach(c, br, pod, args, hostName, lease)
 	if err != nil {
 		return err
@@ -123,7 +125,7 @@ func attach(c *Config, br *netlink.Bridge, pod *podNS, args *skel.CmdArgs, hostN
 	}
 	spec := vethSpec{
 		host: hostName, pod: args.IfName,
-		hostMAC: hostMAC(args.ContainerID, args.IfName), podMAC: podMAC(lease.Addr),
+		hostMAC: names.HostMAC(args.ContainerID, args.IfName), podMAC: names.PodMAC(lease.Addr),
 		mtu: c.MTU, master: br.Index, podNSFd: int(pod.ns.Fd()),
 	}
 	if err := createVeth(spec); err != nil {

@@ -5,7 +5,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/vishvananda/netlink"
+
 	"github.com/weftnet/weft/internal/ipam"
+	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
 )
 
@@ -17,7 +19,7 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	hostName := HostVethName(args.ContainerID, args.IfName)
+	hostName := names.HostVethName(args.ContainerID, args.IfName)
 	// Deleting the host end takes the pod end with it. The veth goes
 	// before the address, so the address is never handed out while the
 	// old pod still holds it.

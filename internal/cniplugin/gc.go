@@ -6,6 +6,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/vishvananda/netlink"
+
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
@@ -24,7 +25,7 @@ func cmdGC(args *skel.CmdArgs) error {
 	keep := map[string]bool{}
 	for _, a := range c.ValidAttachments {
 		valid[ipam.Key{ContainerID: a.ContainerID, IfName: a.IfName}] = true
-		keep[HostVethName(a.ContainerID, a.IfName)] = true
+		keep[names.HostVethName(a.ContainerID, a.IfName)] = true
 	}
 	if err := removeOrphanVeths(c.Bridge, keep); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+
 	"github.com/weftnet/weft/internal/names"
 )
 
@@ -116,7 +117,7 @@ func FuzzArgs(f *testing.F) {
 		if verb == "GC" || verb == "STATUS" {
 			return
 		}
-		if n := HostVethName(id, ifname); len(n) != 15 || checkIfName(n) != nil || !strings.HasPrefix(n, names.VethPrefix) {
+		if n := names.HostVethName(id, ifname); len(n) != 15 || checkIfName(n) != nil || !strings.HasPrefix(n, names.VethPrefix) {
 			t.Fatalf("accepted %q/%q makes host veth %q", id, ifname, n)
 		}
 		if checkIfName(ifname) != nil {
@@ -146,16 +147,6 @@ func FuzzCacheEntry(f *testing.F) {
 			t.Fatalf("accepted %+v from %q", l, b)
 		}
 	})
-}
-
-func TestAddrOfPodMACInvertsPodMAC(t *testing.T) {
-	a := netip.MustParseAddr("10.244.3.77")
-	if got := addrOfPodMAC(podMAC(a)); got != a {
-		t.Fatalf("addrOfPodMAC(podMAC(%s)) = %s", a, got)
-	}
-	if got := addrOfPodMAC(hostMAC("c", "eth0")); got.IsValid() {
-		t.Fatalf("a host MAC read as pod address %s", got)
-	}
 }
 
 func TestCachedLeases(t *testing.T) {

@@ -13,9 +13,10 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/names"
-	"golang.org/x/sys/unix"
 )
 
 // runtimeCacheDir is where libcni, and so containerd, CRI-O and podman,
@@ -37,7 +38,7 @@ func openStore(c *Config) (*ipam.Store, error) {
 func recovery(c *Config) ipam.Recovery {
 	return ipam.Recovery{
 		InUse:    func() ([]ipam.Lease, error) { return inUse(c.Bridge, c.Name, runtimeCacheDir) },
-		VethName: HostVethName,
+		VethName: names.HostVethName,
 	}
 }
 
@@ -53,7 +54,7 @@ func inUse(bridge, network, cacheDir string) ([]ipam.Lease, error) {
 	}
 	var out []ipam.Lease
 	for _, l := range cachedLeases(cacheDir, network) {
-		name := HostVethName(l.ContainerID, l.IfName)
+		name := names.HostVethName(l.ContainerID, l.IfName)
 		a, ok := veths[name]
 		if !ok {
 			continue
@@ -100,7 +101,7 @@ func vethAddrs(bridge string) (map[string]netip.Addr, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read the pod end of %s: %w", a.Name, err)
 		}
-		out[a.Name] = addrOfPodMAC(mac)
+		out[a.Name] = names.PodAddrOfMAC(mac)
 	}
 	return out, nil
 }
@@ -127,14 +128,6 @@ func peerMAC(index, nsid int) ([]byte, error) {
 		return nil, err
 	}
 	return l.Attrs().HardwareAddr, nil
-}
-
-// addrOfPodMAC inverts podMAC.
-func addrOfPodMAC(mac []byte) netip.Addr {
-	if len(mac) != 6 || mac[0] != 0x0a || mac[1] != 0x58 {
-		return netip.Addr{}
-	}
-	return netip.AddrFrom4([4]byte(mac[2:6]))
 }
 
 // cacheEntry is the part of a libcni cache file recovery reads.

@@ -8,8 +8,8 @@ import (
 
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
-	"github.com/weftnet/weft/internal/fakepeers"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/fakepeers"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // BenchmarkReconcile1000Peers programs 1000 VXLAN peers from cold

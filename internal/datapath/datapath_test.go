@@ -13,9 +13,9 @@ import (
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
-	"github.com/weftnet/weft/internal/kernelstate"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/kernelstate"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // testNet is a test network with one datapath per node.

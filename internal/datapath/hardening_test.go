@@ -14,7 +14,7 @@ import (
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // Tests that a peer's record, which any node (or anyone who can write

@@ -12,7 +12,7 @@ import (
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // vtepSysctl reads or (with a value) writes one IPv6 sysctl of the VXLAN

@@ -11,7 +11,7 @@ import (
 	"github.com/weftnet/weft/internal/cniconf"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/nodestate"
-	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testkit/testbin"
 )
 
 // cniNode is a node's CNI dirs with the real weft-cni installed and the

@@ -9,7 +9,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/weftnet/weft/internal/cniplugin"
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/names"
 )
@@ -66,7 +65,7 @@ func readIPAM(o Options, subnet netip.Prefix) (ipamState, error) {
 	}
 	owned := map[string]bool{}
 	for _, l := range leases {
-		veth := cniplugin.HostVethName(l.ContainerID, l.IfName)
+		veth := names.HostVethName(l.ContainerID, l.IfName)
 		if l.Veth != "" {
 			veth = l.Veth // recovered from its veth alone
 		}

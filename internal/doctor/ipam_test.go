@@ -13,10 +13,9 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/bridge"
-	"github.com/weftnet/weft/internal/cniplugin"
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // A lease whose pod veth exists is fine; one whose veth is gone, and one
@@ -53,7 +52,7 @@ func TestIPAMLeaksAndOrphans(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for i, host := range []string{cniplugin.HostVethName("alive", "eth0"), orphan} {
+		for i, host := range []string{names.HostVethName("alive", "eth0"), orphan} {
 			v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host, MasterIndex: br.Attrs().Index}, PeerName: fmt.Sprintf("wtdpeer%d", i)}
 			if err := netlink.LinkAdd(v); err != nil {
 				return fmt.Errorf("add %s: %w", host, err)

@@ -12,7 +12,7 @@ import (
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 var cidr = netip.MustParsePrefix("10.244.0.0/16")

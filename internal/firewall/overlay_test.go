@@ -17,7 +17,7 @@ import (
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/firewall/fwtest"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // overlayNet is two VXLAN nodes a and b with a pod each, peers of each

@@ -13,7 +13,7 @@ import (
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // pod is a pod on node n's bridge whose host veth is named like the CNI

@@ -7,7 +7,7 @@ import (
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // When the guard first appears on a node whose pods already run (the

@@ -19,7 +19,7 @@ import (
 	"github.com/weftnet/weft/internal/firewall/fwtest"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/nfeval"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // vxlanNode sets up node n as the agent would for the VXLAN backend: its

@@ -8,10 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/weftnet/weft/internal/lab/process"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/nodestate"
 )
@@ -47,7 +47,7 @@ func (l *Lab) StartAgent(node string) error {
 	if err != nil {
 		return err
 	}
-	if alive(n.AgentPID) {
+	if process.Alive(n.AgentPID) {
 		return fmt.Errorf("agent of %s already runs (pid %d)", node, n.AgentPID)
 	}
 	for _, d := range []string{n.DataDir(), n.RunDir(), n.CNIConfDir()} {
@@ -63,12 +63,12 @@ func (l *Lab) StartAgent(node string) error {
 			return err
 		}
 	}
-	p, err := startIn(n.Netns, n.AgentLog, l.agentArgs(n))
+	p, err := process.StartIn(n.Netns, n.AgentLog, l.agentArgs(n))
 	if err != nil {
 		return fmt.Errorf("agent of %s: %w", node, err)
 	}
 	l.track(p)
-	n.AgentPID = p.cmd.Process.Pid
+	n.AgentPID = p.Pid()
 	return l.save()
 }
 
@@ -78,7 +78,7 @@ func (l *Lab) StopAgent(node string, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	if err := signalWait(n.AgentPID, sig, 10*time.Second); err != nil {
+	if err := process.SignalWait(n.AgentPID, sig, 10*time.Second); err != nil {
 		return fmt.Errorf("stop agent of %s: %w", node, err)
 	}
 	n.AgentPID = 0
@@ -110,8 +110,8 @@ func (l *Lab) WaitAgentReady(ctx context.Context, node string, timeout time.Dura
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
-		if !alive(n.AgentPID) {
-			return fmt.Errorf("agent of %s exited: %s", node, logTail(n.AgentLog))
+		if !process.Alive(n.AgentPID) {
+			return fmt.Errorf("agent of %s exited: %s", node, process.LogTail(n.AgentLog))
 		}
 		ok, err := l.AgentReady(ctx, node)
 		switch {
@@ -131,7 +131,7 @@ func (l *Lab) WaitAgentReady(ctx context.Context, node string, timeout time.Dura
 			last = err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("agent of %s not ready after %s: %v; %s", node, timeout, last, logTail(n.AgentLog))
+			return fmt.Errorf("agent of %s not ready after %s: %v; %s", node, timeout, last, process.LogTail(n.AgentLog))
 		}
 		select {
 		case <-ctx.Done():
@@ -154,27 +154,14 @@ func (l *Lab) NodeSubnet(node string) (netip.Prefix, error) {
 	return st.Subnet, nil
 }
 
-// logTail returns the last lines of a log file, for error messages.
-func logTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 8 {
-		lines = lines[len(lines)-8:]
-	}
-	return "log " + path + ":\n  " + strings.Join(lines, "\n  ")
-}
-
 // AgentAlive reports whether node's agent process runs.
 func (l *Lab) AgentAlive(node string) (bool, error) {
 	n, err := l.Node(node)
 	if err != nil {
 		return false, err
 	}
-	if !alive(n.AgentPID) {
-		return false, fmt.Errorf("pid %d is gone: %s", n.AgentPID, logTail(n.AgentLog))
+	if !process.Alive(n.AgentPID) {
+		return false, fmt.Errorf("pid %d is gone: %s", n.AgentPID, process.LogTail(n.AgentLog))
 	}
 	return true, nil
 }
@@ -196,8 +183,8 @@ func (l *Lab) WaitNodeConfigured(ctx context.Context, node string, timeout time.
 				return nil
 			}
 		}
-		if !alive(n.AgentPID) {
-			return fmt.Errorf("agent of %s exited: %s", node, logTail(n.AgentLog))
+		if !process.Alive(n.AgentPID) {
+			return fmt.Errorf("agent of %s exited: %s", node, process.LogTail(n.AgentLog))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("agent of %s wrote no CNI configuration within %s: %v", node, timeout, err)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"syscall"
 	"time"
+
+	"github.com/weftnet/weft/internal/lab/process"
 )
 
 // Datastore is the lab's datastore as the lab drives it: started inside
@@ -56,14 +58,14 @@ type nodeForgetter interface {
 // startDatastoreProcess starts the datastore's process (argv) in the
 // underlay namespace, its output appended to the datastore's log, and
 // records its pid, so that Stop and Down find it.
-func (l *Lab) startDatastoreProcess(what string, argv []string) (*proc, error) {
+func (l *Lab) startDatastoreProcess(what string, argv []string) (*process.Proc, error) {
 	d := &l.State.Datastore
-	p, err := startIn(l.Underlay, d.Log, argv)
+	p, err := process.StartIn(l.Underlay, d.Log, argv)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", what, err)
 	}
 	l.track(p)
-	d.PID = p.cmd.Process.Pid
+	d.PID = p.Pid()
 	return p, l.save()
 }
 
@@ -72,7 +74,7 @@ func (l *Lab) startDatastoreProcess(what string, argv []string) (*proc, error) {
 // start.
 func (l *Lab) stopDatastoreProcess(what string, grace time.Duration) error {
 	d := &l.State.Datastore
-	if err := signalWait(d.PID, syscall.SIGTERM, grace); err != nil {
+	if err := process.SignalWait(d.PID, syscall.SIGTERM, grace); err != nil {
 		return fmt.Errorf("stop %s: %w", what, err)
 	}
 	d.PID = 0

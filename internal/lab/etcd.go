@@ -23,6 +23,7 @@ import (
 
 	"github.com/weftnet/weft/internal/store/etcdstore"
 	"github.com/weftnet/weft/internal/store/etcdstore/etcdpki"
+	"github.com/weftnet/weft/internal/lab/process"
 )
 
 // DatastoreCommand is the hidden weft-lab subcommand that runs the lab's
@@ -70,7 +71,7 @@ func (e *etcdDatastore) Start(ctx context.Context) error {
 	d.Endpoint = e.endpoint()
 	d.DataDir = filepath.Join(s.Dir, "etcd")
 	d.Log = filepath.Join(s.Dir, "etcd.log")
-	if alive(d.PID) {
+	if process.Alive(d.PID) {
 		return fmt.Errorf("datastore already runs (pid %d)", d.PID)
 	}
 	if _, err := e.pki(); err != nil {
@@ -88,11 +89,11 @@ func (e *etcdDatastore) Start(ctx context.Context) error {
 			c.Close()
 			break
 		}
-		if !alive(d.PID) {
-			return fmt.Errorf("etcd exited: %s", logTail(d.Log))
+		if !process.Alive(d.PID) {
+			return fmt.Errorf("etcd exited: %s", process.LogTail(d.Log))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("etcd does not serve on %s after 30s: %w; %s", listen, err, logTail(d.Log))
+			return fmt.Errorf("etcd does not serve on %s after 30s: %w; %s", listen, err, process.LogTail(d.Log))
 		}
 		select {
 		case <-ctx.Done():

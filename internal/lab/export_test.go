@@ -7,7 +7,6 @@ import "context"
 var (
 	Create        = create
 	SegmentBridge = segmentBridge
-	Alive         = alive
 )
 
 func (l *Lab) BuildBase(ctx context.Context) error { return l.buildBase(ctx) }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weftnet/weft/internal/lab/process"
 	"github.com/weftnet/weft/internal/netns"
 )
 
@@ -28,17 +29,17 @@ func (l *Lab) Throughput(ctx context.Context, fromNS, toNS string, dst netip.Add
 		return 0, fmt.Errorf("iperf3 not found: install Debian's iperf3 (hack/install-deps.sh)")
 	}
 	logPath := filepath.Join(l.Dir, "iperf3-"+toNS+".log")
-	srv, err := startIn(toNS, logPath, []string{"iperf3", "--server", "--port", strconv.Itoa(iperfPort)})
+	srv, err := process.StartIn(toNS, logPath, []string{"iperf3", "--server", "--port", strconv.Itoa(iperfPort)})
 	if err != nil {
 		return 0, err
 	}
 	defer func() {
-		srv.cmd.Process.Signal(syscall.SIGTERM)
+		srv.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-srv.done:
+		case <-srv.Done:
 		case <-time.After(3 * time.Second):
-			srv.cmd.Process.Kill()
-			<-srv.done
+			srv.Cmd.Process.Kill()
+			<-srv.Done
 		}
 		os.Remove(logPath)
 	}()

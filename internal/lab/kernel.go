@@ -3,8 +3,8 @@ package lab
 import (
 	"strings"
 
-	"github.com/weftnet/weft/internal/kernelstate"
 	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/testkit/kernelstate"
 )
 
 // KernelState is a node's network state (see package kernelstate for

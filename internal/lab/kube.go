@@ -29,7 +29,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/weftnet/weft/deploy"
-	"github.com/weftnet/weft/internal/controlplane"
+	"github.com/weftnet/weft/internal/lab/controlplane"
+	"github.com/weftnet/weft/internal/lab/process"
 )
 
 // KubeCommand is the hidden weft-lab subcommand that runs the lab's
@@ -56,7 +57,7 @@ func (k *kubeDatastore) Start(ctx context.Context) error {
 	d.Kind = "kubernetes"
 	d.DataDir = k.dir()
 	d.Log = filepath.Join(s.Dir, "kube.log")
-	if alive(d.PID) {
+	if process.Alive(d.PID) {
 		return fmt.Errorf("datastore already runs (pid %d)", d.PID)
 	}
 	// Build (once per machine) here, where the user sees it, rather than
@@ -87,14 +88,14 @@ func (k *kubeDatastore) Start(ctx context.Context) error {
 			return k.applyAccess(ctx)
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("the Kubernetes control plane exited: %s", logTail(d.Log))
+		case <-p.Done:
+			return fmt.Errorf("the Kubernetes control plane exited: %s", process.LogTail(d.Log))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the Kubernetes control plane is not ready after 3m: %s", logTail(d.Log))
+			return fmt.Errorf("the Kubernetes control plane is not ready after 3m: %s", process.LogTail(d.Log))
 		}
 	}
 }

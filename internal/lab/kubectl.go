@@ -6,7 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/weftnet/weft/internal/controlplane"
+	"github.com/weftnet/weft/internal/lab/controlplane"
 	"github.com/weftnet/weft/internal/netns"
 )
 

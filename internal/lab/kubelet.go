@@ -18,15 +18,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftnet/weft/deploy"
-	"github.com/weftnet/weft/internal/controlplane"
-	"github.com/weftnet/weft/internal/labimage"
+	"github.com/weftnet/weft/internal/lab/controlplane"
+	"github.com/weftnet/weft/internal/lab/images"
+	"github.com/weftnet/weft/internal/lab/kubelet"
+	"github.com/weftnet/weft/internal/lab/process"
 )
 
 // kubeletMarker, in a lab's directory, says that its nodes run kubelet.
 const kubeletMarker = "kubelet"
 
 // hostDirsRecord lists the host directories kubelet labs created as mount
-// points (see hostPaths), so that the last kubelet lab to go removes them.
+// points (see kubelet.HostPaths), so that the last kubelet lab to go removes them.
 var hostDirsRecord = filepath.Join(RootDir, ".kubelet-host-dirs")
 
 // hostDirsMu serialises kubelet labs' changes to the host directories
@@ -42,7 +44,7 @@ var hostDirsMu sync.Mutex
 func (l *Lab) upKubelet(ctx context.Context, cfg Config) error {
 	s := l.State
 	start := time.Now()
-	bins, err := findNodeBinaries(l.logf)
+	bins, err := kubelet.FindBinaries(l.logf)
 	if err != nil {
 		return err
 	}
@@ -50,11 +52,11 @@ func (l *Lab) upKubelet(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var images []string
+	var archives []string
 	for _, p := range paths {
-		images = append(images, p)
+		archives = append(archives, p)
 	}
-	slices.Sort(images)
+	slices.Sort(archives)
 	if err := l.startWorkloadControllers(bins); err != nil {
 		return err
 	}
@@ -78,9 +80,9 @@ func (l *Lab) upKubelet(ctx context.Context, cfg Config) error {
 		if err := forwardAPIService(n.Netns, s.Datastore.Endpoint); err != nil {
 			return err
 		}
-		rt := nodeRuntime{
+		rt := kubelet.Node{
 			Node: n.Name, Dir: n.Dir, NodeIP: n.UnderlayIP.String(), Cgroup: n.Netns,
-			Kubeconfig: kc, Images: images, PauseImage: labimage.PauseImage, Bins: *bins, HostMountNS: hostMNT,
+			Kubeconfig: kc, Images: archives, PauseImage: images.PauseImage, Bins: *bins, HostMountNS: hostMNT,
 		}
 		if err := l.startNodeRuntime(n, rt); err != nil {
 			return err
@@ -119,20 +121,20 @@ func (l *Lab) install(ctx context.Context, timeout time.Duration) error {
 
 // startNodeRuntime starts `weft-lab lab-node` for n in n's network
 // namespace and a new mount namespace.
-func (l *Lab) startNodeRuntime(n *NodeState, rt nodeRuntime) error {
-	if err := os.MkdirAll(rt.path(), 0o755); err != nil {
+func (l *Lab) startNodeRuntime(n *NodeState, rt kubelet.Node) error {
+	if err := os.MkdirAll(rt.Path(), 0o755); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(rt, "", "  ")
 	if err != nil {
 		return err
 	}
-	cfgPath := rt.path("runtime.json")
+	cfgPath := rt.Path("runtime.json")
 	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
 		return err
 	}
-	p, err := startIn(n.Netns, filepath.Join(n.Dir, "node.log"),
-		[]string{"unshare", "--mount", "--propagation", "private", "--", l.LabBin, NodeRuntimeCommand, "--config", cfgPath})
+	p, err := process.StartIn(n.Netns, filepath.Join(n.Dir, "node.log"),
+		[]string{"unshare", "--mount", "--propagation", "private", "--", l.LabBin, kubelet.Command, "--config", cfgPath})
 	if err != nil {
 		return err
 	}
@@ -145,7 +147,7 @@ func (l *Lab) startNodeRuntime(n *NodeState, rt nodeRuntime) error {
 // kube-controller-manager with the controllers that turn DaemonSets and
 // Deployments into Pods, collect garbage and publish the cluster CA to
 // every namespace (node IPAM and service accounts stay with the first).
-func (l *Lab) startWorkloadControllers(bins *nodeBinaries) error {
+func (l *Lab) startWorkloadControllers(bins *kubelet.Binaries) error {
 	kc, err := l.Kubeconfig()
 	if err != nil {
 		return err
@@ -160,7 +162,7 @@ func (l *Lab) startWorkloadControllers(bins *nodeBinaries) error {
 	}
 	for _, argv := range procs {
 		logPath := filepath.Join(l.Dir, filepath.Base(argv[0])+"-workloads.log")
-		p, err := startIn(l.Underlay, logPath, argv)
+		p, err := process.StartIn(l.Underlay, logPath, argv)
 		if err != nil {
 			return err
 		}
@@ -187,7 +189,7 @@ func (l *Lab) waitNodesRegistered(ctx context.Context, names []string, timeout t
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nodes %v not registered after %s: %s", missing, timeout, logTail(filepath.Join(l.Dir, missing[0], "node.log")))
+			return fmt.Errorf("nodes %v not registered after %s: %s", missing, timeout, process.LogTail(filepath.Join(l.Dir, missing[0], "node.log")))
 		}
 		select {
 		case <-ctx.Done():
@@ -236,7 +238,7 @@ func nodeReady(n *corev1.Node) bool {
 	return false
 }
 
-// ensureHostDirs creates the mount points of hostPaths that the host
+// ensureHostDirs creates the mount points of kubelet.HostPaths that the host
 // lacks, recording each so that removeHostDirs takes them away again.
 func ensureHostDirs() error {
 	hostDirsMu.Lock()
@@ -251,7 +253,7 @@ func ensureHostDirs() error {
 		return err
 	}
 	defer rec.Close()
-	for _, hp := range hostPaths {
+	for _, hp := range kubelet.HostPaths {
 		// Record every missing component, outermost first.
 		var missing []string
 		for d := hp; d != "/"; d = filepath.Dir(d) {
@@ -323,7 +325,7 @@ func hostDirsLock() (func(), error) {
 
 // NodeHostPaths are the host directories kubelet nodes bind their own
 // over (tests check that a lab leaves none it created).
-func NodeHostPaths() []string { return slices.Clone(hostPaths) }
+func NodeHostPaths() []string { return slices.Clone(kubelet.HostPaths) }
 
 // kubeletNodes reports whether the lab's nodes run kubelet (Up --kubelet).
 func (l *Lab) kubeletNodes() bool {
@@ -335,5 +337,5 @@ func (l *Lab) kubeletNodes() bool {
 // path p (one of NodeHostPaths): its own directory bound over p inside
 // the node's mount namespace.
 func (n *NodeState) KubeletHostPath(p string) string {
-	return (&nodeRuntime{Dir: n.Dir}).hostPathSource(p)
+	return (&kubelet.Node{Dir: n.Dir}).HostPathSource(p)
 }

@@ -10,9 +10,12 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/weftnet/weft/internal/lab/kubelet"
+	"github.com/weftnet/weft/internal/lab/process"
 )
 
-// stopKubeletNodes stops the lab's node runtimes (RunNodeRuntime), each
+// stopKubeletNodes stops the lab's node runtimes (kubelet.Run), each
 // of which takes its kubelet, containers, containerd and cgroups down,
 // before Down kills whatever else is left.
 func stopKubeletNodes(name string) error {
@@ -35,14 +38,14 @@ func stopKubeletNodes(name string) error {
 			continue
 		}
 		argv := strings.Split(string(b), "\x00")
-		if len(argv) > 1 && argv[1] == NodeRuntimeCommand && strings.Contains(string(b), dirArg) {
+		if len(argv) > 1 && argv[1] == kubelet.Command && strings.Contains(string(b), dirArg) {
 			pids = append(pids, pid)
 		}
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(pids))
 	for i, pid := range pids {
-		wg.Go(func() { errs[i] = signalWait(pid, syscall.SIGTERM, 60*time.Second) })
+		wg.Go(func() { errs[i] = process.SignalWait(pid, syscall.SIGTERM, 60*time.Second) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -53,8 +56,8 @@ func stopKubeletNodes(name string) error {
 // cgroups, and the host's mount points once no kubelet lab is left.
 func cleanupKubeletNodes(name string) error {
 	var errs []error
-	for _, cg := range labCgroups(name) {
-		errs = append(errs, killCgroups(cg), removeCgroups(cg))
+	for _, cg := range kubelet.LabCgroups(name) {
+		errs = append(errs, kubelet.KillCgroups(cg), kubelet.RemoveCgroups(cg))
 	}
 	if _, err := os.Stat(filepath.Join(Dir(name), kubeletMarker)); err == nil {
 		errs = append(errs, removeHostDirs(name))

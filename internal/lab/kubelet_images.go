@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/weftnet/weft/internal/labimage"
+	"github.com/weftnet/weft/internal/lab/images"
+	"github.com/weftnet/weft/internal/lab/kubelet"
 )
 
 // WriteImages writes the images a kubelet lab imports into every node's
@@ -15,7 +16,7 @@ import (
 // netcheck) from the binaries in binDir, one docker archive each in out,
 // and returns their paths by image name.
 func WriteImages(binDir, out string) (map[string]string, error) {
-	weftRef, err := labimage.WeftImage()
+	weftRef, err := images.WeftImage()
 	if err != nil {
 		return nil, err
 	}
@@ -23,10 +24,10 @@ func WriteImages(binDir, out string) (map[string]string, error) {
 		return nil, err
 	}
 	paths := map[string]string{}
-	for _, s := range labimage.Specs(binDir, weftRef) {
+	for _, s := range images.Specs(binDir, weftRef) {
 		file := strings.NewReplacer("/", "_", ":", "_").Replace(s.Ref) + ".tar"
 		p := filepath.Join(out, file)
-		if err := labimage.Write(s, p); err != nil {
+		if err := images.Write(s, p); err != nil {
 			return nil, fmt.Errorf("image %s: %w", s.Ref, err)
 		}
 		paths[s.Ref] = p
@@ -41,20 +42,20 @@ func (l *Lab) ImportWeftImage(ref string) error {
 	if !l.kubeletNodes() {
 		return fmt.Errorf("lab %s's nodes do not run kubelet", l.Name)
 	}
-	bins, err := findNodeBinaries(l.logf)
+	bins, err := kubelet.FindBinaries(l.logf)
 	if err != nil {
 		return err
 	}
-	spec := labimage.Specs(filepath.Dir(l.WeftBin), ref)[0]
+	spec := images.Specs(filepath.Dir(l.WeftBin), ref)[0]
 	path := filepath.Join(l.Dir, "images", "weft-"+strings.NewReplacer("/", "_", ":", "_").Replace(ref)+".tar")
-	if err := labimage.Write(spec, path); err != nil {
+	if err := images.Write(spec, path); err != nil {
 		return err
 	}
 	for _, n := range l.Nodes {
-		rt := nodeRuntime{Dir: n.Dir}
+		rt := kubelet.Node{Dir: n.Dir}
 		// containerd's socket is in the lab's directory, outside the
 		// node's bind mounts: reachable from here.
-		out, err := exec.Command(bins.Ctr, "--address", rt.socket(), "--namespace", "k8s.io", "images", "import", path).CombinedOutput()
+		out, err := exec.Command(bins.Ctr, "--address", rt.Socket(), "--namespace", "k8s.io", "images", "import", path).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("import %s into %s's containerd: %v: %s", ref, n.Name, err, out)
 		}

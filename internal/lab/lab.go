@@ -23,6 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/cluster"
+	"github.com/weftnet/weft/internal/lab/process"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/store/etcdstore"
 )
@@ -118,10 +119,10 @@ type Lab struct {
 	log io.Writer
 
 	mu    sync.Mutex
-	procs []*proc
+	procs []*process.Proc
 }
 
-func (l *Lab) track(p *proc) {
+func (l *Lab) track(p *process.Proc) {
 	l.mu.Lock()
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
@@ -424,22 +425,22 @@ func (l *Lab) CleanupNode(ctx context.Context, name string) error {
 	if err := l.StopAgent(name, syscall.SIGTERM); err != nil {
 		errs = append(errs, err)
 	}
-	p, err := startIn(n.Netns, n.AgentLog, append(l.agentArgs(n), "--cleanup"))
+	p, err := process.StartIn(n.Netns, n.AgentLog, append(l.agentArgs(n), "--cleanup"))
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
 	select {
-	case <-p.done:
-		if !p.cmd.ProcessState.Success() {
-			errs = append(errs, fmt.Errorf("weft agent --cleanup on %s: %s; %s", name, p.cmd.ProcessState, logTail(n.AgentLog)))
+	case <-p.Done:
+		if !p.Cmd.ProcessState.Success() {
+			errs = append(errs, fmt.Errorf("weft agent --cleanup on %s: %s; %s", name, p.Cmd.ProcessState, process.LogTail(n.AgentLog)))
 		}
 	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
+		p.Cmd.Process.Kill()
+		<-p.Done
 		errs = append(errs, fmt.Errorf("weft agent --cleanup on %s: still running after 30s", name))
 	case <-ctx.Done():
-		p.cmd.Process.Kill()
-		<-p.done
+		p.Cmd.Process.Kill()
+		<-p.Done
 		errs = append(errs, ctx.Err())
 	}
 	return errors.Join(errs...)
@@ -493,7 +494,7 @@ func Down(name string) error {
 	var mu sync.Mutex
 	for _, pid := range pids {
 		wg.Go(func() {
-			if err := signalWait(pid, syscall.SIGTERM, 5*time.Second); err != nil {
+			if err := process.SignalWait(pid, syscall.SIGTERM, 5*time.Second); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()

@@ -48,7 +48,16 @@ type PingRun struct {
 	res  PingResult
 	done chan struct{}
 	err  error
+	// stop ends the sending early (Stop).
+	stop     chan struct{}
+	stopOnce sync.Once
 }
+
+// Stop sends no more echo requests; the run ends once the replies to
+// those sent are in, or wait after the last one. A test that needs a
+// stream to span an event of unknown length (a restart on a loaded
+// machine) starts a long one and stops it once the event is over.
+func (p *PingRun) Stop() { p.stopOnce.Do(func() { close(p.stop) }) }
 
 // Received is how many replies came back so far.
 func (p *PingRun) Received() int {
@@ -82,7 +91,7 @@ func StartPing(ctx context.Context, nsName string, dst netip.Addr, count int, in
 	if err != nil {
 		return nil, fmt.Errorf("ping from %s: open ICMP socket: %w", nsName, err)
 	}
-	p := &PingRun{done: make(chan struct{})}
+	p := &PingRun{done: make(chan struct{}), stop: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		defer conn.Close()
@@ -96,7 +105,9 @@ func (p *PingRun) run(ctx context.Context, conn net.PacketConn, dst netip.Addr, 
 	mu, res := &p.mu, &p.res
 	sentAt := make([]time.Time, count)
 	got := make([]bool, count)
-	allIn := make(chan struct{})
+	// replied is signalled on every reply, so that the end waits for the
+	// replies to what was sent.
+	replied := make(chan struct{}, 1)
 	go func() {
 		buf := make([]byte, 1500)
 		for {
@@ -118,22 +129,26 @@ func (p *PingRun) run(ctx context.Context, conn net.PacketConn, dst netip.Addr, 
 				got[seq] = true
 				res.Received++
 				res.RTTs = append(res.RTTs, now.Sub(sentAt[seq]))
-				if res.Received == count {
-					close(allIn)
-				}
 			}
 			mu.Unlock()
+			select {
+			case replied <- struct{}{}:
+			default:
+			}
 		}
 	}()
 
 	to := &net.IPAddr{IP: dst.AsSlice()}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+send:
 	for seq := 0; seq < count; seq++ {
 		if seq > 0 {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
+			case <-p.stop:
+				break send
 			case <-tick.C:
 			}
 		}
@@ -145,12 +160,22 @@ func (p *PingRun) run(ctx context.Context, conn net.PacketConn, dst netip.Addr, 
 		// failed measurement.
 		conn.WriteTo(echoRequest(id, uint16(seq)), to)
 	}
-	select {
-	case <-allIn:
-	case <-time.After(wait):
-	case <-ctx.Done():
+	deadline := time.After(wait)
+	for {
+		mu.Lock()
+		allIn := res.Received == res.Sent
+		mu.Unlock()
+		if allIn {
+			return nil
+		}
+		select {
+		case <-replied:
+		case <-deadline:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
 	}
-	return nil
 }
 
 func snapshot(mu *sync.Mutex, r *PingResult) PingResult {

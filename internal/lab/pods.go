@@ -57,11 +57,9 @@ func (l *Lab) AddPod(ctx context.Context, node string) (*PodState, error) {
 		return nil, err
 	}
 	pn.Close()
-	p.IP, err = l.attach(ctx, n, runtimeConf(p))
+	p.IP, err = l.Attach(ctx, n, runtimeConf(p))
 	if err != nil {
-		l.cni(n, func(c *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
-			return c.DelNetworkList(ctx, list, runtimeConf(p))
-		})
+		l.Detach(ctx, n, runtimeConf(p))
 		netns.Delete(p.Netns)
 		return nil, fmt.Errorf("pod %s: CNI ADD: %w", name, err)
 	}
@@ -69,8 +67,9 @@ func (l *Lab) AddPod(ctx context.Context, node string) (*PodState, error) {
 	return p, l.save()
 }
 
-// attach runs CNI ADD on node n for rc and returns the pod's address.
-func (l *Lab) attach(ctx context.Context, n *NodeState, rc *libcni.RuntimeConf) (netip.Addr, error) {
+// Attach runs CNI ADD on node n for rc, as n's container runtime would,
+// and returns the pod's address.
+func (l *Lab) Attach(ctx context.Context, n *NodeState, rc *libcni.RuntimeConf) (netip.Addr, error) {
 	var res *types100.Result
 	err := l.cni(n, func(c *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
 		out, err := c.AddNetworkList(ctx, list, rc)
@@ -84,6 +83,13 @@ func (l *Lab) attach(ctx context.Context, n *NodeState, rc *libcni.RuntimeConf) 
 		return netip.Addr{}, err
 	}
 	return podIP(res)
+}
+
+// Detach runs CNI DEL on node n for rc, as n's container runtime would.
+func (l *Lab) Detach(ctx context.Context, n *NodeState, rc *libcni.RuntimeConf) error {
+	return l.cni(n, func(c *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
+		return c.DelNetworkList(ctx, list, rc)
+	})
 }
 
 func podIP(r *types100.Result) (netip.Addr, error) {
@@ -102,10 +108,7 @@ func (l *Lab) DelPod(ctx context.Context, pod string) error {
 			if p.Name != pod {
 				continue
 			}
-			err := l.cni(n, func(c *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
-				return c.DelNetworkList(ctx, list, runtimeConf(p))
-			})
-			if err != nil {
+			if err := l.Detach(ctx, n, runtimeConf(p)); err != nil {
 				return fmt.Errorf("pod %s: CNI DEL: %w", pod, err)
 			}
 			if err := netns.Delete(p.Netns); err != nil {

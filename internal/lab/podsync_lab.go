@@ -5,7 +5,15 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/weftnet/weft/internal/lab/process"
 )
+
+// PodSyncCommand is the hidden weft-lab subcommand that plays kubelet for
+// the Pod objects bound to a `--datastore kubernetes` lab's nodes
+// (podsync.Run). It runs in the underlay namespace, where the API server
+// listens, and reaches into node and pod namespaces by their paths.
+const PodSyncCommand = "lab-podsync"
 
 // podSyncLog is the pod sync's log in the lab's directory.
 func (s *State) podSyncLog() string { return filepath.Join(s.Dir, "podsync.log") }
@@ -20,17 +28,17 @@ func (l *Lab) startPodSync() error {
 		return nil
 	}
 	s := l.State
-	if alive(s.PodSyncPID) {
+	if process.Alive(s.PodSyncPID) {
 		return nil
 	}
 	argv := []string{s.LabBin, PodSyncCommand, "--lab", s.Name, "--kubeconfig", k.kubeconfig(),
 		"--netcheck", filepath.Join(filepath.Dir(s.LabBin), "netcheck")}
-	p, err := startIn(s.Underlay, s.podSyncLog(), argv)
+	p, err := process.StartIn(s.Underlay, s.podSyncLog(), argv)
 	if err != nil {
 		return fmt.Errorf("start the pod sync: %w", err)
 	}
 	l.track(p)
-	s.PodSyncPID = p.cmd.Process.Pid
+	s.PodSyncPID = p.Pid()
 	l.logf("lab %s: Pod objects bound to its nodes are realised here (log %s)", s.Name, s.podSyncLog())
 	return s.save()
 }
@@ -42,7 +50,7 @@ func stopPodSync(name string) error {
 	if err != nil || s.PodSyncPID == 0 {
 		return nil // no state: Down finds the process in the underlay
 	}
-	if err := signalWait(s.PodSyncPID, syscall.SIGTERM, 10*time.Second); err != nil {
+	if err := process.SignalWait(s.PodSyncPID, syscall.SIGTERM, 10*time.Second); err != nil {
 		return fmt.Errorf("stop the pod sync: %w", err)
 	}
 	return nil

@@ -62,7 +62,7 @@ type State struct {
 	// within a lab even after a node left.
 	NextNode int `json:"nextNode"`
 	// PodSyncPID is the process that realises Pod objects bound to the
-	// lab's nodes (Kubernetes datastore without --kubelet; see podsync.go).
+	// lab's nodes (Kubernetes datastore without --kubelet; see package podsync).
 	PodSyncPID int `json:"podSyncPID,omitempty"`
 }
 
@@ -98,7 +98,8 @@ type PodState struct {
 	IP          netip.Addr `json:"ip"`
 }
 
-// Node directories, as the agent is told about them.
+// DataDir is the node's data directory; RunDir and CNIConfDir are its run
+// and CNI config directories: the directories its agent is told about.
 func (n *NodeState) DataDir() string    { return filepath.Join(n.Dir, "data") }
 func (n *NodeState) RunDir() string     { return filepath.Join(n.Dir, "run") }
 func (n *NodeState) CNIConfDir() string { return filepath.Join(n.Dir, "net.d") }

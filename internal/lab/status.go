@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+
+	"github.com/weftnet/weft/internal/lab/process"
 )
 
 // PrintStatus writes the lab's nodes (subnet, agent alive and ready) and
@@ -12,14 +14,14 @@ import (
 func (l *Lab) PrintStatus(ctx context.Context, w io.Writer) {
 	s := l.State
 	ds := "stopped"
-	if alive(s.Datastore.PID) {
+	if process.Alive(s.Datastore.PID) {
 		ds = fmt.Sprintf("running (pid %d)", s.Datastore.PID)
 	}
 	fmt.Fprintf(w, "lab %s: backend %s, %d segment(s), cluster CIDR %s (/%d per node)\n", s.Name, s.Backend, s.Segments, s.ClusterCIDR, s.SubnetLen)
 	fmt.Fprintf(w, "datastore %s at %s in namespace %s: %s\n", s.Datastore.Kind, s.Datastore.Endpoint, s.Underlay, ds)
 	if s.PodSyncPID != 0 {
 		sync := "stopped"
-		if alive(s.PodSyncPID) {
+		if process.Alive(s.PodSyncPID) {
 			sync = fmt.Sprintf("running (pid %d)", s.PodSyncPID)
 		}
 		fmt.Fprintf(w, "pods from Pod objects (pod sync, log %s): %s\n", s.podSyncLog(), sync)
@@ -29,7 +31,7 @@ func (l *Lab) PrintStatus(ctx context.Context, w io.Writer) {
 	fmt.Fprintln(tw, "NODE\tNAMESPACE\tSEGMENT\tUNDERLAY\tSUBNET\tAGENT\tREADY\tPODS")
 	for _, n := range s.Nodes {
 		agent, ready := "dead", "no"
-		if alive(n.AgentPID) {
+		if process.Alive(n.AgentPID) {
 			agent = fmt.Sprintf("pid %d", n.AgentPID)
 			if ok, err := l.AgentReady(ctx, n.Name); err != nil {
 				ready = "no answer"

@@ -12,8 +12,9 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
+	"github.com/weftnet/weft/internal/lab/process"
 	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/testkit/labtest"
 )
 
 // TestLabUnderlayTwoSegments builds the underlay of a two-segment lab with
@@ -90,7 +91,7 @@ func TestLabUnderlayTwoSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	labtest.AssertGone(t, cfg.Name)
-	if lab.Alive(l.Datastore.PID) {
+	if process.Alive(l.Datastore.PID) {
 		t.Fatalf("datastore process %d left", l.Datastore.PID)
 	}
 }

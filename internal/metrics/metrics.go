@@ -49,6 +49,14 @@ const (
 // New registers every metric, plus the Go runtime and process collectors,
 // on a fresh registry.
 func New() *Metrics {
+	m := newMetrics()
+	m.register()
+	m.zeroLabels()
+	return m
+}
+
+// newMetrics defines every metric of the agent's.
+func newMetrics() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -123,12 +131,17 @@ func New() *Metrics {
 		}),
 	}
 	m.firewallDrops = newFirewallDrops()
+	return m
+}
+
+// register registers m's metrics, the build's version and the Go runtime
+// and process collectors on m's registry.
+func (m *Metrics) register() {
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "weft_build_info",
 		Help: "Always 1; the version label is the agent's version.",
 	}, []string{"version"})
 	build.WithLabelValues(version.Version).Set(1)
-
 	m.reg.MustRegister(
 		m.peers, m.peersDown, m.reconcile, m.reconcileErrors, m.datapathEntries, m.datapathChanges, m.refusedRecords,
 		m.ipamUsed, m.ipamFree, m.cniRequests, m.cniDuration, m.leaseRenewals, m.datastoreErrors,
@@ -136,8 +149,11 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	// Every state and verb exists from the start at 0, so that rate() and
-	// alerts work before the first event.
+}
+
+// zeroLabels makes every state and verb exist from the start at 0, so
+// that rate() and alerts work before the first event.
+func (m *Metrics) zeroLabels() {
 	for _, s := range []string{"reachable", "unreachable", "unknown"} {
 		m.peers.WithLabelValues(s)
 	}
@@ -152,7 +168,6 @@ func New() *Metrics {
 	for _, k := range ConflictKinds {
 		m.conflicts.WithLabelValues(k)
 	}
-	return m
 }
 
 var cniVerbs = []string{"ADD", "DEL", "CHECK", "GC", "STATUS"}

@@ -20,7 +20,7 @@ func Compile(in Input) *State { return (&Compiler{}).Compile(in) }
 // the previous compile are taken as they were (see nsChains), and so are
 // the sets whose inputs did not change.
 func (k *Compiler) Compile(in Input) *State {
-	c := newCompiler(in)
+	c := newCompilation(in)
 	c.prev = k
 	// Sized as last time: growing maps of thousands of pods is most of
 	// what an unchanged namespace costs.
@@ -110,7 +110,7 @@ type tupleReq struct {
 
 // compileNS makes the chains of the local pods of one namespace under its
 // policies (sorted by name).
-func (c *compiler) compileNS(local []*Pod, pols []*Policy) *nsChains {
+func (c *compilation) compileNS(local []*Pod, pols []*Policy) *nsChains {
 	r := &nsChains{ingress: map[netip.Addr]string{}, egress: map[netip.Addr]string{},
 		chains: map[string]*Chain{}, cidrSets: map[string][]AddrRange{}, portSets: map[string][]PortRange{}}
 	c.out = r
@@ -140,7 +140,7 @@ func (c *compiler) compileNS(local []*Pod, pols []*Policy) *nsChains {
 
 // merge adds a namespace's chains to the State and fills the pod sets
 // they use.
-func (c *compiler) merge(r *nsChains) {
+func (c *compilation) merge(r *nsChains) {
 	st := c.st
 	for a, ch := range r.ingress {
 		st.Ingress[a] = ch
@@ -165,7 +165,12 @@ func (c *compiler) merge(r *nsChains) {
 	}
 }
 
-type compiler struct {
+// compilation is one compile: its input indexed for the questions
+// policies ask (pods by namespace, namespaces' labels, fingerprints), the
+// State it builds, and memos of what it made, so that identical rules,
+// chains and sets are made once. A Compiler runs one per Compile and
+// hands it the sets of the previous one.
+type compilation struct {
 	in     Input
 	st     *State
 	nsLbl  map[string]map[string]string
@@ -205,7 +210,7 @@ type ruleMemo struct {
 }
 
 // ruleFor is rule, computed once per policy rule and named-port numbers.
-func (c *compiler) ruleFor(dir Direction, pod *Pod, p *Policy, index int, r Rule) []VRule {
+func (c *compilation) ruleFor(dir Direction, pod *Pod, p *Policy, index int, r Rule) []VRule {
 	key := ruleMemo{p: p, dir: dir, index: index}
 	if dir == In {
 		for _, pt := range r.Ports {
@@ -223,8 +228,8 @@ func (c *compiler) ruleFor(dir Direction, pod *Pod, p *Policy, index int, r Rule
 	return vr
 }
 
-func newCompiler(in Input) *compiler {
-	c := &compiler{in: in, nsLbl: map[string]map[string]string{},
+func newCompilation(in Input) *compilation {
+	c := &compilation{in: in, nsLbl: map[string]map[string]string{},
 		byNS: map[string][]*Pod{}, local: map[string][]*Pod{}, fpNS: map[string]uint64{}, fpLocal: map[string]uint64{}, nsMatch: map[string][]string{},
 		peers: map[string][]*Pod{}, chains: map[string]string{}, rules: map[ruleMemo][]VRule{}, byPolicies: map[string]string{},
 		st: &State{AddrSets: map[string][]netip.Addr{}, CIDRSets: map[string][]AddrRange{},
@@ -258,7 +263,7 @@ func newCompiler(in Input) *compiler {
 // nsLabels returns a namespace's labels. A namespace the informer has not
 // delivered yet still carries the label the API server puts on every
 // namespace, so that selectors on the name work from the start.
-func (c *compiler) nsLabels(name string) map[string]string {
+func (c *compilation) nsLabels(name string) map[string]string {
 	if l, ok := c.nsLbl[name]; ok {
 		return l
 	}
@@ -268,7 +273,7 @@ func (c *compiler) nsLabels(name string) map[string]string {
 // chain returns the name of the chain that holds pod's verdicts for dir
 // under the given policies, making it when no pod needed it before. Pods
 // with the same rules (and policies) share one chain.
-func (c *compiler) chain(dir Direction, pod *Pod, pols []*Policy) string {
+func (c *compilation) chain(dir Direction, pod *Pod, pols []*Policy) string {
 	// Pods selected by the same policies, whose named ports (if any rule
 	// names one) resolve alike, get the same chain: found without
 	// compiling their rules again.
@@ -296,7 +301,7 @@ func (c *compiler) chain(dir Direction, pod *Pod, pols []*Policy) string {
 	return name
 }
 
-func (c *compiler) compileChain(dir Direction, pod *Pod, pols []*Policy) string {
+func (c *compilation) compileChain(dir Direction, pod *Pod, pols []*Policy) string {
 	seen := map[string]bool{}
 	var rules []VRule
 	ids := make([]string, len(pols))
@@ -341,7 +346,7 @@ func (c *compiler) compileChain(dir Direction, pod *Pod, pols []*Policy) string 
 // rule compiles one from/to rule of p for pod: one VRule per peer and
 // protocol. Ingress named ports are resolved on pod itself; egress named
 // ports on each destination pod, which is why they become tuple sets.
-func (c *compiler) rule(dir Direction, pod *Pod, p *Policy, r Rule) []VRule {
+func (c *compilation) rule(dir Direction, pod *Pod, p *Policy, r Rule) []VRule {
 	type peerRef struct {
 		kind PeerKind
 		set  string
@@ -414,7 +419,7 @@ func (c *compiler) rule(dir Direction, pod *Pod, p *Policy, r Rule) []VRule {
 
 // podPeerSet names (and fills, once) the address set of the pods a
 // selector peer of policy p chooses.
-func (c *compiler) podPeerSet(ns string, pe Peer) string {
+func (c *compilation) podPeerSet(ns string, pe Peer) string {
 	name := "pods-" + hash(peerKey(ns, pe))
 	if _, ok := c.st.AddrSets[name]; ok {
 		return name
@@ -448,7 +453,7 @@ func peerKey(ns string, pe Peer) string {
 // within the policy's namespace, namespaceSelector alone all pods of the
 // matching namespaces, both together the matching pods of those
 // namespaces.
-func (c *compiler) peerPods(ns string, pe Peer) []*Pod {
+func (c *compilation) peerPods(ns string, pe Peer) []*Pod {
 	key := peerKey(ns, pe)
 	if pods, ok := c.peers[key]; ok {
 		return pods
@@ -472,7 +477,7 @@ func (c *compiler) peerPods(ns string, pe Peer) []*Pod {
 // namedPortSet names (and fills) the set of destination address, protocol
 // and port of every pod among peers (all pods when there are none) that
 // declares the named port pt.
-func (c *compiler) namedPortSet(ns string, peers []Peer, pt Port) string {
+func (c *compilation) namedPortSet(ns string, peers []Peer, pt Port) string {
 	name := namedPortSetName(ns, peers, pt)
 	if _, ok := c.st.TupleSets[name]; ok {
 		return name

@@ -27,7 +27,7 @@ type cached[T any] struct {
 // peerFP fingerprints what a selector peer's pods are computed from: a
 // pod selector alone reads the pods of the policy's namespace; a namespace
 // selector reads the namespaces' labels and the pods of those it matches.
-func (c *compiler) peerFP(ns string, pe Peer) uint64 {
+func (c *compilation) peerFP(ns string, pe Peer) uint64 {
 	if pe.NamespaceSelector == nil {
 		return c.fpNS[ns]
 	}
@@ -39,7 +39,7 @@ func (c *compiler) peerFP(ns string, pe Peer) uint64 {
 }
 
 // matchingNamespaces lists the namespaces with pods whose labels match s.
-func (c *compiler) matchingNamespaces(s *Selector) []string {
+func (c *compilation) matchingNamespaces(s *Selector) []string {
 	key := s.canonical()
 	if nss, ok := c.nsMatch[key]; ok {
 		return nss

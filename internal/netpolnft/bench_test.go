@@ -8,7 +8,7 @@ import (
 
 	"github.com/weftnet/weft/internal/netpol"
 	"github.com/weftnet/weft/internal/netpol/netpoltest"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // cpuTime is the process's user plus system time: the kernel applies a

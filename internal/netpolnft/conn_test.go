@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/netpol"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // ticker serves on port in n: to each client it writes a byte every 20 ms

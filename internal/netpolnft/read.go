@@ -22,20 +22,33 @@ func read(c *nftables.Conn) (k *kstate, ok bool, err error) {
 	if err != nil || t == nil {
 		return nil, false, err
 	}
+	k = &kstate{st: emptyState(), dirty: map[string]bool{}, logs: map[string]string{}}
+	if ok, err := k.readChains(c, t); err != nil || !ok {
+		return nil, false, err
+	}
+	if ok, err := k.readSets(c, t); err != nil || !ok {
+		return nil, false, err
+	}
+	return k, true, nil
+}
+
+// readChains reads the table's chains into k: the fixed ones must be
+// exactly Weft's (ok=false otherwise), the verdict chains are taken
+// back from their rules' tags (or marked dirty), and any other chain is
+// a stray.
+func (k *kstate) readChains(c *nftables.Conn, t *nftables.Table) (ok bool, err error) {
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
 	if err != nil {
-		return nil, false, fmt.Errorf("list chains of ip %s: %w", Table, err)
+		return false, fmt.Errorf("list chains of ip %s: %w", Table, err)
 	}
 	dumped, err := dumpRules()
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	tagsOf := map[string][]string{}
 	for _, r := range dumped {
 		tagsOf[r.chain] = append(tagsOf[r.chain], r.tag)
 	}
-	k = &kstate{st: emptyState(), dirty: map[string]bool{}, logs: map[string]string{}}
-	fixed := fixedRules()
 	seen := map[string]bool{}
 	for _, ch := range chains {
 		if ch.Table.Name != Table {
@@ -44,36 +57,10 @@ func read(c *nftables.Conn) (k *kstate, ok bool, err error) {
 		spec, tags := splitLog(tagsOf[ch.Name])
 		k.logs[ch.Name] = spec
 		switch name := ch.Name; {
-		case name == chainForward:
-			if !sameBase(ch, baseChain(t)) {
-				return nil, false, nil
+		case name == chainForward || name == chainJudge || name == chainUnknown || name == chainFresh || name == chainStamp:
+			if !k.readFixedChain(ch, t, tags) {
+				return false, nil
 			}
-			fallthrough
-		case name == chainJudge:
-			want := fixed[name]
-			if len(tags) != len(want) {
-				return nil, false, nil
-			}
-			for i := range want {
-				if tags[i] != tagFixed+want[i].tag {
-					return nil, false, nil
-				}
-			}
-			seen[name] = true
-		case name == chainUnknown:
-			if len(tags) != 1 || tags[0] != tagFixed+"drop" {
-				return nil, false, nil
-			}
-			seen[name] = true
-		case name == chainFresh || name == chainStamp:
-			if len(tags) != 1 || !strings.HasPrefix(tags[0], tagGen) {
-				return nil, false, nil
-			}
-			g, err := strconv.ParseUint(strings.TrimPrefix(tags[0], tagGen), 10, 32)
-			if err != nil || (k.gen != 0 && uint32(g) != k.gen) {
-				return nil, false, nil
-			}
-			k.gen = uint32(g)
 			seen[name] = true
 		case strings.HasPrefix(name, "in-") || strings.HasPrefix(name, "eg-"):
 			if vc, ok := chainFromTags(name, tags); ok && sameTags(chainTags(vc), tags) {
@@ -88,58 +75,103 @@ func read(c *nftables.Conn) (k *kstate, ok bool, err error) {
 	}
 	for _, name := range append([]string{chainForward}, regularChains...) {
 		if !seen[name] {
-			return nil, false, nil
+			return false, nil
 		}
 	}
+	return true, nil
+}
 
+// readFixedChain reports whether the fixed chain ch holds exactly the
+// rules of Weft's layout (tags), and takes the generation from the fresh
+// and stamp chains into k (both must carry the same).
+func (k *kstate) readFixedChain(ch *nftables.Chain, t *nftables.Table, tags []string) bool {
+	switch name := ch.Name; name {
+	case chainForward, chainJudge:
+		if name == chainForward && !sameBase(ch, baseChain(t)) {
+			return false
+		}
+		want := fixedRules()[name]
+		if len(tags) != len(want) {
+			return false
+		}
+		for i := range want {
+			if tags[i] != tagFixed+want[i].tag {
+				return false
+			}
+		}
+		return true
+	case chainUnknown:
+		return len(tags) == 1 && tags[0] == tagFixed+"drop"
+	default: // chainFresh, chainStamp
+		if len(tags) != 1 || !strings.HasPrefix(tags[0], tagGen) {
+			return false
+		}
+		g, err := strconv.ParseUint(strings.TrimPrefix(tags[0], tagGen), 10, 32)
+		if err != nil || (k.gen != 0 && uint32(g) != k.gen) {
+			return false
+		}
+		k.gen = uint32(g)
+		return true
+	}
+}
+
+// readSets reads the table's sets and maps into k; ok=false when one of
+// the fixed ones is missing. A set named like none of Weft's is a stray.
+func (k *kstate) readSets(c *nftables.Conn, t *nftables.Table) (ok bool, err error) {
 	sets, err := c.GetSets(t)
 	if err != nil {
-		return nil, false, fmt.Errorf("list sets of ip %s: %w", Table, err)
+		return false, fmt.Errorf("list sets of ip %s: %w", Table, err)
 	}
 	fixedSeen := 0
 	for _, s := range sets {
 		elems, err := c.GetSetElements(s)
 		if err != nil {
-			return nil, false, fmt.Errorf("list set %s: %w", s.Name, err)
+			return false, fmt.Errorf("list set %s: %w", s.Name, err)
 		}
-		st := k.st
-		switch name := s.Name; {
-		case name == setNodeCIDRs:
-			st.NodeCIDRs = rangesPrefixes(addrRanges(elems))
+		if k.readSet(s.Name, elems) {
 			fixedSeen++
-		case name == setGuarded:
-			st.Guarded = len(elems) > 0
-			fixedSeen++
-		case name == setKnown:
-			st.Known = addrs(elems)
-			fixedSeen++
-		case name == mapIngress || name == mapEgress:
-			m := st.Ingress
-			if name == mapEgress {
-				m = st.Egress
-			}
-			for _, e := range elems {
-				if a, ok := netip.AddrFromSlice(e.Key); ok {
-					m[a] = e.Comment
-				}
-			}
-			fixedSeen++
-		case strings.HasPrefix(name, "pods-"):
-			st.AddrSets[name] = addrs(elems)
-		case strings.HasPrefix(name, "cidr-"):
-			st.CIDRSets[name] = addrRanges(elems)
-		case strings.HasPrefix(name, "port-"):
-			st.PortSets[name] = portRanges(elems)
-		case strings.HasPrefix(name, "named-"):
-			st.TupleSets[name] = tuples(elems)
-		default:
-			k.straySets = append(k.straySets, name)
 		}
 	}
-	if fixedSeen != len(fixedSets(t)) {
-		return nil, false, nil
+	return fixedSeen == len(fixedSets(t)), nil
+}
+
+// readSet takes set name's elements into k, and reports whether it is one
+// of the layout's fixed sets and maps.
+func (k *kstate) readSet(name string, elems []nftables.SetElement) (fixed bool) {
+	st := k.st
+	switch {
+	case name == setNodeCIDRs:
+		st.NodeCIDRs = rangesPrefixes(addrRanges(elems))
+		return true
+	case name == setGuarded:
+		st.Guarded = len(elems) > 0
+		return true
+	case name == setKnown:
+		st.Known = addrs(elems)
+		return true
+	case name == mapIngress || name == mapEgress:
+		m := st.Ingress
+		if name == mapEgress {
+			m = st.Egress
+		}
+		for _, e := range elems {
+			if a, ok := netip.AddrFromSlice(e.Key); ok {
+				m[a] = e.Comment
+			}
+		}
+		return true
+	case strings.HasPrefix(name, "pods-"):
+		st.AddrSets[name] = addrs(elems)
+	case strings.HasPrefix(name, "cidr-"):
+		st.CIDRSets[name] = addrRanges(elems)
+	case strings.HasPrefix(name, "port-"):
+		st.PortSets[name] = portRanges(elems)
+	case strings.HasPrefix(name, "named-"):
+		st.TupleSets[name] = tuples(elems)
+	default:
+		k.straySets = append(k.straySets, name)
 	}
-	return k, true, nil
+	return false
 }
 
 func findTable(c *nftables.Conn) (*nftables.Table, error) {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/weftnet/weft/internal/netpol"
 	"github.com/weftnet/weft/internal/netpol/netpoltest"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // Every kind of change of a mixed cluster applies incrementally and

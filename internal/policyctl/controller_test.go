@@ -19,7 +19,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
 	"github.com/weftnet/weft/internal/netpolnft"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 func object(apiVersion, kind, namespace, name string, fields map[string]any) *unstructured.Unstructured {

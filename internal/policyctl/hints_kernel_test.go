@@ -19,7 +19,7 @@ import (
 
 	"github.com/weftnet/weft/internal/cnievents"
 	"github.com/weftnet/weft/internal/netpolnft"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // A pod whose status has no address yet gets its verdicts in the kernel

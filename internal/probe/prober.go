@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Reachability of a peer.
+// State is the reachability of a peer.
 type State string
 
 const (

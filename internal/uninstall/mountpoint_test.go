@@ -9,7 +9,7 @@ import (
 
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/nodestate"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // On a node where /var/lib/weft is a mount point (a hostPath volume, a

@@ -16,7 +16,7 @@ import (
 	"github.com/weftnet/weft/internal/bridge"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/nodestate"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 	"golang.org/x/sys/unix"
 )
 

@@ -6,7 +6,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
-	"github.com/weftnet/weft/internal/fakepeers"
+	"github.com/weftnet/weft/internal/testkit/fakepeers"
 )
 
 // What a watching agent spends on the datastore side of the scale

@@ -53,23 +53,43 @@ const probeEvery = time.Second
 // run runs one informer until ctx ends (nil) or the API server comes back
 // after a failure (nil, with ctx alive: run again).
 func (w *watcher) run(ctx context.Context) error {
-	s := w.s
 	ictx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	nodes := s.nodes
+	ni, err := w.s.newNodeInformer(ictx)
+	if err != nil {
+		return err
+	}
+	ni.start(ictx)
+	return w.deliver(ctx, ni)
+}
+
+// nodeInformer is one informer of Nodes, with what it learnt of the API
+// server on the way.
+type nodeInformer struct {
+	inf cache.SharedIndexInformer
+	// kick says the Nodes changed (or the first list is in).
+	kick chan struct{}
 	// failed stays set once anything of this informer failed: a watch
 	// that the reflector resumed by itself after an outage is not trusted
 	// to have missed nothing; once the API server answers, the informer
 	// starts afresh from a list.
-	var failed atomic.Bool
+	failed atomic.Bool
+}
+
+// newNodeInformer makes an informer of Nodes (slimmed) whose every list,
+// watch and watch error is noted in the store's health, and which kicks
+// on every change. ictx is the informer's own lifetime.
+func (s *Store) newNodeInformer(ictx context.Context) (*nodeInformer, error) {
+	ni := &nodeInformer{kick: make(chan struct{}, 1)}
 	note := func(err error) {
 		if err != nil {
-			failed.Store(true)
+			ni.failed.Store(true)
 		}
 		s.noteWatch(err)
 	}
 	// The reflector retries a refused watch quietly; these wrappers are
 	// where the store learns that the API server is away, and back.
+	nodes := s.nodes
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			l, err := nodes.List(ctx, o)
@@ -86,46 +106,57 @@ func (w *watcher) run(ctx context.Context) error {
 			return wi, err
 		},
 	}
-	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
-	if err := inf.SetTransform(slim); err != nil {
-		return err
+	ni.inf = cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
+	if err := ni.inf.SetTransform(slim); err != nil {
+		return nil, err
 	}
-	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+	if err := ni.inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 		if ictx.Err() == nil {
 			note(err)
 		}
 		cache.DefaultWatchErrorHandler(ctx, r, err)
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	kick := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { poke() },
-		UpdateFunc: func(any, any) { poke() },
-		DeleteFunc: func(any) { poke() },
+	if _, err := ni.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { ni.poke() },
+		UpdateFunc: func(any, any) { ni.poke() },
+		DeleteFunc: func(any) { ni.poke() },
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	go inf.RunWithContext(ictx)
+	return ni, nil
+}
+
+func (ni *nodeInformer) poke() {
+	select {
+	case ni.kick <- struct{}{}:
+	default:
+	}
+}
+
+// start runs the informer until ictx ends, and kicks once it has synced:
+// the first set, also when there are no Nodes.
+func (ni *nodeInformer) start(ictx context.Context) {
+	go ni.inf.RunWithContext(ictx)
 	go func() {
-		if cache.WaitForCacheSync(ictx.Done(), inf.HasSynced) {
-			poke() // the first set, also when there are no Nodes
+		if cache.WaitForCacheSync(ictx.Done(), ni.inf.HasSynced) {
+			ni.poke()
 		}
 	}()
+}
 
+// deliver hands fn the set of peers whenever the informer's set changes,
+// until ctx ends (nil) or, after a failure of the informer, the API
+// server answers again (nil: the caller starts a new informer).
+func (w *watcher) deliver(ctx context.Context, ni *nodeInformer) error {
 	started := time.Now()
 	tick := time.NewTicker(probeEvery)
 	defer tick.Stop()
 	dirty := true
 	for {
-		if dirty && inf.HasSynced() {
-			cur := s.snapshot(inf.GetStore(), w.warned)
+		if dirty && ni.inf.HasSynced() {
+			cur := w.s.snapshot(ni.inf.GetStore(), w.warned)
 			if !w.delivered || !slices.Equal(cur, w.last) {
 				w.fn(cur)
 				w.last, w.delivered = cur, true
@@ -135,12 +166,12 @@ func (w *watcher) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-kick:
+		case <-ni.kick:
 			dirty = true
 		case <-tick.C:
 			// (Not right after a start: a watch that fails while lists
 			// work must not turn into a relist every second.)
-			if failed.Load() && time.Since(started) > 3*probeEvery && s.apiServerAnswers(ctx) {
+			if ni.failed.Load() && time.Since(started) > 3*probeEvery && w.s.apiServerAnswers(ctx) {
 				return nil
 			}
 		}

@@ -24,8 +24,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/weftnet/weft/internal/testbin"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testbin"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 )
@@ -117,15 +117,21 @@ func (n *node) netConf(version, subnet string, extra map[string]any) []byte {
 // libcniList wraps one plugin config in a network list, as GC and STATUS
 // take one.
 func libcniList(conf []byte) (*libcni.NetworkConfigList, error) {
-	c, err := libcni.ConfFromBytes(conf)
+	c, err := libcni.NetworkPluginConfFromBytes(conf)
 	if err != nil {
 		return nil, err
 	}
-	return libcni.ConfListFromConf(c)
+	list, err := json.Marshal(map[string]any{
+		"name": c.Network.Name, "cniVersion": c.Network.CNIVersion, "plugins": []json.RawMessage{conf},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return libcni.NetworkConfFromBytes(list)
 }
 
 func (n *node) conf(version, subnet string, extra map[string]any) *libcni.NetworkConfig {
-	c, err := libcni.ConfFromBytes(n.netConf(version, subnet, extra))
+	c, err := libcni.NetworkPluginConfFromBytes(n.netConf(version, subnet, extra))
 	if err != nil {
 		n.t.Fatal(err)
 	}

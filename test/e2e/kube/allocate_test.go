@@ -3,18 +3,17 @@ package kube
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
-	"github.com/weftnet/weft/internal/controlplane"
+	"github.com/weftnet/weft/internal/lab/controlplane"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/store/kubestore"
 )
@@ -124,6 +123,6 @@ func TestKubeStoreAllocationDefersToControllerManager(t *testing.T) {
 	}
 	n, _ := cs.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
 	if n.Spec.PodCIDR != l.Subnet.String() {
-		t.Fatal(fmt.Sprintf("lease %s, podCIDR %s", l.Subnet, n.Spec.PodCIDR))
+		t.Fatalf("lease %s, podCIDR %s", l.Subnet, n.Spec.PodCIDR)
 	}
 }

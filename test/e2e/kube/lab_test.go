@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,8 +22,8 @@ import (
 
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/store/kubestore"
+	"github.com/weftnet/weft/internal/testkit/labtest"
 )
 
 // Whole clusters in network namespaces with the Kubernetes datastore: the

@@ -7,11 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
-	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testkit/labtest"
+	"github.com/weftnet/weft/internal/testkit/testbin"
 )
 
 // `weft lab up --datastore kubernetes` and `weft lab down`, as a user runs

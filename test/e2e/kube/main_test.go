@@ -1,6 +1,6 @@
 // Package kube tests Weft's Kubernetes side against a real control plane
 // (etcd, kube-apiserver, kube-controller-manager built from Go modules and
-// run on loopback by internal/controlplane): the Kubernetes datastore, the
+// run on loopback by internal/lab/controlplane): the Kubernetes datastore, the
 // manifest in deploy/ and its RBAC.
 package kube
 
@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -18,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/weftnet/weft/internal/controlplane"
+	"github.com/weftnet/weft/internal/lab/controlplane"
 )
 
 // controlPlane is the control plane shared by the tests that do not need one of
@@ -31,7 +32,8 @@ var controlPlane *controlplane.Cluster
 const needsRoot = "runs the Kubernetes control plane and lab namespaces"
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
+	flag.Parse() // for testing.Short
+	if os.Geteuid() != 0 || testing.Short() {
 		os.Exit(m.Run()) // every test skips (testnet.RequireRoot)
 	}
 	c, err := controlplane.Start(context.Background(), controlplane.Options{Prefix: "wtk-kube"})

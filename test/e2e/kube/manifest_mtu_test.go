@@ -8,13 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testkit/testbin"
 )
 
 // agentCommand is the weft container's command as kubelet would run it on

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 
 	appsv1 "k8s.io/api/apps/v1"
 	authnv1 "k8s.io/api/authentication/v1"
@@ -21,7 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/weftnet/weft/internal/controlplane"
+	"github.com/weftnet/weft/internal/lab/controlplane"
 )
 
 func manifestPath(t *testing.T) string {

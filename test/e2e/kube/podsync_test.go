@@ -20,10 +20,10 @@ import (
 
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/netns"
-	"github.com/weftnet/weft/internal/testbin"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/labtest"
+	"github.com/weftnet/weft/internal/testkit/testbin"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // A `--datastore kubernetes` lab plays kubelet for Pod objects bound to

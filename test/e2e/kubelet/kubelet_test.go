@@ -31,10 +31,10 @@ import (
 
 	"github.com/weftnet/weft/internal/ipam"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labimage"
-	"github.com/weftnet/weft/internal/labtest"
-	"github.com/weftnet/weft/internal/testbin"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/lab/images"
+	"github.com/weftnet/weft/internal/testkit/labtest"
+	"github.com/weftnet/weft/internal/testkit/testbin"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 func manifest(t *testing.T) string {
@@ -206,7 +206,7 @@ func uninstall(t *testing.T, l *lab.Lab, cs kubernetes.Interface) {
 		}
 		return nil
 	})
-	image, err := labimage.WeftImage()
+	image, err := images.WeftImage()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +359,7 @@ func netcheckPods(t *testing.T, cs kubernetes.Interface, n int) []corev1.Pod {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
-						Name: "netcheck", Image: labimage.NetcheckImage, ImagePullPolicy: corev1.PullNever,
+						Name: "netcheck", Image: images.NetcheckImage, ImagePullPolicy: corev1.PullNever,
 						Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
 						ReadinessProbe: &corev1.Probe{
 							ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}},

@@ -14,8 +14,8 @@ import (
 
 	"github.com/weftnet/weft/internal/lab"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testbin"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testbin"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // distroPortmap is the portmap of the OS's CNI plugins package (Debian's

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/labbench"
-	"github.com/weftnet/weft/internal/labtest"
+	"github.com/weftnet/weft/internal/lab/bench"
+	"github.com/weftnet/weft/internal/testkit/labtest"
 )
 
 // TestChaosSmall is a small `weft bench chaos`: 40 pod ADDs and DELs
@@ -20,14 +20,14 @@ import (
 func TestChaosSmall(t *testing.T) {
 	cfg := labtest.Config(t, "ch")
 	labtest.RemoveAtEnd(t, cfg.Name)
-	c := labbench.DefaultChaos()
+	c := bench.DefaultChaos()
 	c.Name, c.Churn, c.Kills, c.LeaseTTL = cfg.Name, 40, 1, 5*time.Second
-	c.Phases = []string{labbench.PhaseChurn, labbench.PhaseCrash}
+	c.Phases = []string{bench.PhaseChurn, bench.PhaseCrash}
 	var out strings.Builder
-	o := labbench.Options{WeftBin: cfg.WeftBin, CNIBin: cfg.CNIBin, Rounds: 1, Out: &out, Log: testWriter{t}}
+	o := bench.Options{WeftBin: cfg.WeftBin, CNIBin: cfg.CNIBin, Rounds: 1, Out: &out, Log: testWriter{t}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	rep, err := labbench.Chaos(ctx, o, c)
+	rep, err := bench.Chaos(ctx, o, c)
 	if rep != nil {
 		rep.Print(&out)
 	}

@@ -19,10 +19,10 @@ import (
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/firewall/fwtest"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/labtest"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // Pods made by the real plugin talk at once through the guards; a pod

@@ -13,7 +13,7 @@ import (
 
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
+	"github.com/weftnet/weft/internal/testkit/labtest"
 )
 
 // config is a lab config with a unique name and the real binaries.

@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/store"
 	"github.com/weftnet/weft/internal/store/etcdstore"
+	"github.com/weftnet/weft/internal/testkit/labtest"
 )
 
 // Each backend gets one 3-node lab with 2 pods a node, shared by its
@@ -226,12 +226,16 @@ func leave(t *testing.T, l *lab.Lab, node string) {
 
 // kill9 kills node's agent with SIGKILL in the middle of a pod-to-pod
 // stream into that node and restarts it: no echo is lost, and once the
-// new agent is ready the node's kernel state is what it was.
+// new agent is ready the node's kernel state is what it was. The stream
+// runs until the new agent is ready and has carried traffic after it,
+// however long the restart takes (up to a minute).
 func kill9(t *testing.T, l *lab.Lab, from, node string) {
 	before := labtest.Kernel(t, l, node)
-	s := stream(t, labtest.PodOn(t, l, from), labtest.PodOn(t, l, node), 300, 10*time.Millisecond)
+	const most = 6000 // 60 s at 10 ms
+	s := stream(t, labtest.PodOn(t, l, from), labtest.PodOn(t, l, node), most, 10*time.Millisecond)
+	defer s.Stop()
 	// The kill must land inside the stream, after traffic flows.
-	testnet.Eventually(t, 5*time.Second, "the stream flows", func() error {
+	testnet.Eventually(t, 30*time.Second, "the stream flows", func() error {
 		if s.Received() < 20 {
 			return fmt.Errorf("%d replies", s.Received())
 		}
@@ -251,10 +255,19 @@ func kill9(t *testing.T, l *lab.Lab, from, node string) {
 	if d := before.Diff(labtest.Kernel(t, l, node)); d != "" {
 		t.Errorf("kernel state of %s after the restart differs (- before, + after):\n%s", node, d)
 	}
-	if s.Received() == 300 {
+	// Traffic flows on after the restart: the stream spans it.
+	after := s.Received()
+	testnet.Eventually(t, 30*time.Second, "the stream flows after the restart", func() error {
+		if s.Received() < after+20 {
+			return fmt.Errorf("%d replies since the agent was ready", s.Received()-after)
+		}
+		return nil
+	})
+	s.Stop()
+	r, err := s.Wait()
+	if r.Sent == most {
 		t.Errorf("the stream ended before the agent was back: the check proves nothing")
 	}
-	r, err := s.Wait()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,9 +16,9 @@ import (
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/firewall/fwtest"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
+	"github.com/weftnet/weft/internal/testkit/labtest"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // A process in a pod, with nothing but a UDP socket, tries to enter the

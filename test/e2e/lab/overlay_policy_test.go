@@ -17,8 +17,8 @@ import (
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/firewall/fwtest"
-	"github.com/weftnet/weft/internal/labtest"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/labtest"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // A NetworkPolicy admits only pod a to pod b (UDP 7070). Pod c, on a's

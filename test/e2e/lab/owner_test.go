@@ -20,10 +20,10 @@ import (
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
+	"github.com/weftnet/weft/internal/testkit/labtest"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/store/etcdstore"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // Someone holds node n2's etcd certificate and key (as they are on n2's

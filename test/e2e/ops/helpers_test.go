@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -24,9 +24,9 @@ import (
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/doctor"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/labtest"
 	"github.com/weftnet/weft/internal/netns"
-	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testkit/labtest"
+	"github.com/weftnet/weft/internal/testkit/testbin"
 )
 
 // up builds a lab of nodes nodes with one pod each, on one underlay

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -27,7 +27,7 @@ import (
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/netns"
 	"github.com/weftnet/weft/internal/preflight"
-	"github.com/weftnet/weft/internal/testbin"
+	"github.com/weftnet/weft/internal/testkit/testbin"
 )
 
 // One 3-node lab (backend auto, one segment, one pod a node) carries every

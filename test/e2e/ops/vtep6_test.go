@@ -16,9 +16,9 @@ import (
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/doctor"
 	"github.com/weftnet/weft/internal/firewall/fwtest"
-	"github.com/weftnet/weft/internal/labtest"
+	"github.com/weftnet/weft/internal/testkit/labtest"
 	"github.com/weftnet/weft/internal/names"
-	"github.com/weftnet/weft/internal/testnet"
+	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
 // The VXLAN device has IPv6 off. Turned back on behind the agent's back

@@ -25,8 +25,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 
-	"github.com/weftnet/weft/internal/freeport"
 	"github.com/weftnet/weft/internal/netns"
+	"github.com/weftnet/weft/internal/testkit/freeport"
 )
 
 // Server is one embedded etcd member.
