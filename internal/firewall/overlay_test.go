@@ -24,15 +24,14 @@ import (
 // other with the guards on, and x, a host on the underlay that is no
 // node.
 type overlayNet struct {
-	topo         *testnet.Topo
-	a, b, x      *testnet.Node
-	podA, podB   *testnet.Node
-	macA, macB   net.HardwareAddr
-	subA, subB   netip.Prefix
-	recA, recB   cluster.Node
-	reconcileA   func([]cluster.Node)
-	reconcileB   func([]cluster.Node)
-	listenerPodB *net.UDPConn
+	topo       *testnet.Topo
+	a, b, x    *testnet.Node
+	podA, podB *testnet.Node
+	macA, macB net.HardwareAddr
+	subA, subB netip.Prefix
+	recA, recB cluster.Node
+	reconcileA func([]cluster.Node)
+	reconcileB func([]cluster.Node)
 }
 
 func newOverlayNet(t *testing.T, prefix string) *overlayNet {

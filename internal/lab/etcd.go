@@ -21,9 +21,9 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/weftnet/weft/internal/lab/process"
 	"github.com/weftnet/weft/internal/store/etcdstore"
 	"github.com/weftnet/weft/internal/store/etcdstore/etcdpki"
-	"github.com/weftnet/weft/internal/lab/process"
 )
 
 // DatastoreCommand is the hidden weft-lab subcommand that runs the lab's
@@ -101,11 +101,11 @@ func (e *etcdDatastore) Start(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return e.asRoot(ctx, func(cli *clientv3.Client) error { return etcdstore.EnableAuth(ctx, cli) })
+	return e.asRoot(ctx, func(ctx context.Context, cli *clientv3.Client) error { return etcdstore.EnableAuth(ctx, cli) })
 }
 
 // asRoot runs fn with a client acting as etcd's root, for at most 30 s.
-func (e *etcdDatastore) asRoot(ctx context.Context, fn func(*clientv3.Client) error) error {
+func (e *etcdDatastore) asRoot(ctx context.Context, fn func(context.Context, *clientv3.Client) error) error {
 	cli, err := e.Client()
 	if err != nil {
 		return err
@@ -113,7 +113,7 @@ func (e *etcdDatastore) asRoot(ctx context.Context, fn func(*clientv3.Client) er
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return fn(cli)
+	return fn(ctx, cli)
 }
 
 // ProvisionNode gives node n what an operator gives a machine before its
@@ -126,7 +126,7 @@ func (e *etcdDatastore) ProvisionNode(ctx context.Context, n *NodeState) error {
 	if _, err := ca.Client(n.Name); err != nil {
 		return err
 	}
-	return e.asRoot(ctx, func(cli *clientv3.Client) error {
+	return e.asRoot(ctx, func(ctx context.Context, cli *clientv3.Client) error {
 		return etcdstore.GrantNode(ctx, cli, etcdstore.DefaultPrefix, n.Name)
 	})
 }
@@ -138,7 +138,7 @@ func (e *etcdDatastore) Forget(ctx context.Context, node string) error {
 	if err != nil {
 		return err
 	}
-	err = e.asRoot(ctx, func(cli *clientv3.Client) error {
+	err = e.asRoot(ctx, func(ctx context.Context, cli *clientv3.Client) error {
 		return etcdstore.RevokeNode(ctx, cli, etcdstore.DefaultPrefix, node)
 	})
 	return errors.Join(err, ca.Remove(node))

@@ -16,8 +16,8 @@ import (
 	"github.com/weftnet/weft/internal/firewall"
 	"github.com/weftnet/weft/internal/firewall/fwtest"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/testkit/labtest"
 	"github.com/weftnet/weft/internal/names"
+	"github.com/weftnet/weft/internal/testkit/labtest"
 	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 

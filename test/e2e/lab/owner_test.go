@@ -20,9 +20,9 @@ import (
 	"github.com/weftnet/weft/internal/cluster"
 	"github.com/weftnet/weft/internal/datapath"
 	"github.com/weftnet/weft/internal/lab"
-	"github.com/weftnet/weft/internal/testkit/labtest"
 	"github.com/weftnet/weft/internal/names"
 	"github.com/weftnet/weft/internal/store/etcdstore"
+	"github.com/weftnet/weft/internal/testkit/labtest"
 	"github.com/weftnet/weft/internal/testkit/testnet"
 )
 
